@@ -1,0 +1,214 @@
+"""Model builders: one digit encoder built once and called on both digits, named outputs.
+
+Every model takes ``pairs`` (N x 14 x 14 x 2 float32, normalised as in training) and returns a
+dict of named outputs:
+
+  pair      N x 2 class probabilities [P(a > b), P(a <= b)]      (every model)
+  digit_a   N x 10 digit probabilities of channel 0              (siamese models)
+  digit_b   N x 10 digit probabilities of channel 1              (siamese models)
+  pair_argmax  N x 2 one-hot of argmax(digit_a) <= argmax(digit_b)  (probabilistic head only)
+
+Only Keras layers and ``keras.ops`` on symbolic tensors are used (no ``Lambda``), so every model
+saves to ``.keras`` and reloads with ``safe_mode=True`` in a process without this package.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from .config import ArchConfig, EncoderConfig
+
+INPUT_SHAPE = (14, 14, 2)
+DIGIT_SHAPE = (14, 14, 1)
+# Augmentation of each training digit (keras_pairs' own model): small shifts, rotations and zoom.
+# Keras preprocessing layers are identity at inference, so exported models hold no randomness.
+AUGMENT_SHIFT = 0.1  # fraction of 14 px: up to ~1.4 px
+AUGMENT_ROTATION = 10.0 / 360.0  # fraction of a full turn: +-10 degrees
+AUGMENT_ZOOM = 0.1
+
+
+def build_encoder(enc: EncoderConfig, in_channels: int, out_units: int, name: str,
+                  background: float = 0.0) -> keras.Model:
+    """Builds the convolutional body as its own named model.
+
+    Args:
+      enc: the body's settings.
+      in_channels: 1 for a digit encoder, 2 for a baseline on the whole pair.
+      out_units: logits at the end (10 digits, or 2 pair classes).
+      name: the sub-model's name.
+      background: the normalised value of a black pixel; augmentation fills with it (inputs are
+        normalised, so black is not 0 and filling with 0 would draw a grey frame).
+
+    Returns:
+      A ``keras.Model`` mapping 14x14xC images to ``[features, logits]``: ``features`` is the
+      output of the last hidden layer (the "encoding" of report B v2/v3), ``logits`` the final
+      linear layer (with ReLU where report A writes one).
+    """
+    inputs = keras.Input((14, 14, in_channels), name="image")
+    x = inputs
+    if enc.augment:
+        x = layers.RandomTranslation(AUGMENT_SHIFT, AUGMENT_SHIFT, fill_mode="constant",
+                                     fill_value=background, name="augment_shift")(x)
+        x = layers.RandomRotation(AUGMENT_ROTATION, fill_mode="constant", fill_value=background,
+                                  name="augment_rotate")(x)
+        x = layers.RandomZoom(AUGMENT_ZOOM, fill_mode="constant", fill_value=background,
+                              name="augment_zoom")(x)
+    for i, (filters, kernel, pool) in enumerate(zip(enc.conv_filters, enc.conv_kernels, enc.conv_pools)):
+        x = layers.Conv2D(filters, kernel, padding=enc.padding, name=f"conv{i + 1}")(x)
+        if enc.block_order == "conv_pool_relu_bn":
+            if pool > 1:
+                x = layers.MaxPooling2D(pool, name=f"pool{i + 1}")(x)
+            x = layers.ReLU(name=f"relu{i + 1}")(x)
+            x = layers.BatchNormalization(momentum=enc.bn_momentum, name=f"bn{i + 1}")(x)
+        elif enc.block_order == "conv_bn_relu_pool":
+            x = layers.BatchNormalization(momentum=enc.bn_momentum, name=f"bn{i + 1}")(x)
+            x = layers.ReLU(name=f"relu{i + 1}")(x)
+            if pool > 1:
+                x = layers.MaxPooling2D(pool, name=f"pool{i + 1}")(x)
+        elif enc.block_order == "conv_relu_pool":
+            x = layers.ReLU(name=f"relu{i + 1}")(x)
+            if pool > 1:
+                x = layers.MaxPooling2D(pool, name=f"pool{i + 1}")(x)
+        else:
+            raise ValueError(f"unknown block_order {enc.block_order!r}; valid: conv_pool_relu_bn, "
+                             f"conv_bn_relu_pool, conv_relu_pool")
+    x = layers.Flatten(name="flatten")(x)
+    if enc.dropout:
+        x = layers.Dropout(enc.dropout, name="dropout0")(x)
+    for i, units in enumerate(enc.hidden_units):
+        x = layers.Dense(units, name=f"fc{i + 1}")(x)
+        x = layers.ReLU(name=f"fc{i + 1}_relu")(x)
+        if enc.hidden_batchnorm:
+            x = layers.BatchNormalization(momentum=enc.bn_momentum, name=f"fc{i + 1}_bn")(x)
+        if enc.dropout:
+            x = layers.Dropout(enc.dropout, name=f"dropout{i + 1}")(x)
+    features = x
+    logits = layers.Dense(out_units, name="logits")(x)
+    if enc.output_relu:
+        logits = layers.ReLU(name="logits_relu")(logits)
+    return keras.Model(inputs, [features, logits], name=name)
+
+
+def build_model(arch: ArchConfig, background: float = 0.0) -> keras.Model:
+    """Builds the model of one architecture.
+
+    Args:
+      arch: the architecture (see ``keras_pairs.config.ARCHITECTURES``).
+      background: the normalised value of a black pixel, used to fill pixels that augmentation
+        shifts in (only used when ``arch.encoder.augment``).
+
+    Returns:
+      A functional ``keras.Model`` named after the architecture with a dict of named outputs.
+      Siamese models contain the digit encoder(s) as named sub-models ("digit_encoder",
+      "digit_encoder_1", ...), each called on both digits: the weights are shared.
+    """
+    arch.validate()
+    pairs = keras.Input(INPUT_SHAPE, name="pairs")
+    if not arch.siamese:
+        body = build_encoder(arch.encoder, 2, 2, name="pair_cnn", background=background)
+        _, logits = body(pairs)
+        return keras.Model(pairs, {"pair": layers.Softmax(name="pair")(logits)}, name=arch.name)
+
+    digit_a_image = pairs[..., 0:1]
+    digit_b_image = pairs[..., 1:2]
+    feats_a, feats_b, logits_a, logits_b, probs_a, probs_b = [], [], [], [], [], []
+    for k in range(arch.ensemble):
+        # ONE encoder object per ensemble member, applied to both digits: shared weights.
+        encoder = build_encoder(arch.encoder, 1, 10, name="digit_encoder" + (f"_{k}" if k else ""),
+                                background=background)
+        fa, la = encoder(digit_a_image)
+        fb, lb = encoder(digit_b_image)
+        feats_a.append(fa), feats_b.append(fb), logits_a.append(la), logits_b.append(lb)
+        probs_a.append(layers.Softmax(name=f"digit_a_probs_{k}")(la))
+        probs_b.append(layers.Softmax(name=f"digit_b_probs_{k}")(lb))
+    if arch.ensemble == 1:
+        digit_a = layers.Identity(name="digit_a")(probs_a[0])
+        digit_b = layers.Identity(name="digit_b")(probs_b[0])
+    else:
+        digit_a = layers.Average(name="digit_a")(probs_a)
+        digit_b = layers.Average(name="digit_b")(probs_b)
+
+    outputs = {}
+    head = arch.head
+    if head in ("compare", "probabilistic"):
+        if head == "probabilistic":
+            outputs["pair"] = layers.Identity(name="pair")(prob_a_le_b(digit_a, digit_b))
+            outputs["pair_argmax"] = layers.Identity(name="pair_argmax")(argmax_a_le_b(digit_a, digit_b))
+        else:
+            outputs["pair"] = layers.Identity(name="pair")(argmax_a_le_b(digit_a, digit_b))
+    else:
+        if arch.ensemble != 1:
+            raise ValueError(f"{arch.name}: ensembles need the 'compare' or 'probabilistic' head")
+        (fa,), (fb,), (la,), (lb,) = feats_a, feats_b, logits_a, logits_b
+        if head == "digits_concat":
+            x = layers.Concatenate(name="concat_digits")([la, lb])
+        elif head == "features_concat":
+            x = layers.Concatenate(name="concat_features")([fa, fb])
+        elif head == "features_diff":
+            x = layers.Subtract(name="subtract_features")([fa, fb])
+        elif head == "softmax_dense":
+            x = layers.Concatenate(name="concat_probs")([digit_a, digit_b])
+        elif head == "digits_mlp":
+            x = layers.Concatenate(name="concat_digits")([la, lb])
+            x = layers.Dense(arch.head_units, activation="relu", name="head_hidden")(x)
+        else:  # pragma: no cover - validate() rejects unknown heads
+            raise ValueError(head)
+        pair_logits = layers.Dense(2, name="pair_logits")(x)
+        if arch.pair_relu:
+            pair_logits = layers.ReLU(name="pair_logits_relu")(pair_logits)
+        outputs["pair"] = layers.Softmax(name="pair")(pair_logits)
+    if arch.predicts_digits:
+        outputs["digit_a"] = digit_a
+        outputs["digit_b"] = digit_b
+    return keras.Model(pairs, outputs, name=arch.name.replace("-", "_"))
+
+
+def prob_a_le_b(probs_a, probs_b):
+    """[1 - p, p] with p = P(a <= b) = sum_{i <= j} p_a(i) p_b(j), for independent digits.
+
+    Written as sum_i p_a(i) * P(b >= i) with P(b >= i) = 1 - cdf_b(i) + p_b(i).
+    """
+    b_at_least = 1.0 - ops.cumsum(probs_b, axis=-1) + probs_b
+    p = ops.sum(probs_a * b_at_least, axis=-1, keepdims=True)
+    p = ops.clip(p, 0.0, 1.0)
+    return ops.concatenate([1.0 - p, p], axis=-1)
+
+
+def argmax_a_le_b(probs_a, probs_b):
+    """One-hot [a > b, a <= b] of the arg-max digits: the arithmetic comparison (report B v4)."""
+    le = ops.cast(ops.less_equal(ops.argmax(probs_a, axis=-1), ops.argmax(probs_b, axis=-1)),
+                  probs_a.dtype)
+    le = ops.expand_dims(le, -1)
+    return ops.concatenate([1.0 - le, le], axis=-1)
+
+
+def digit_encoders(model: keras.Model) -> list[keras.Model]:
+    """The digit encoder sub-models of a siamese model (empty for the baselines)."""
+    return [layer for layer in model.layers if layer.name.startswith("digit_encoder")]
+
+
+def make_optimizer(arch: ArchConfig) -> keras.optimizers.Optimizer:
+    if arch.optimizer == "sgd":
+        return keras.optimizers.SGD(arch.learning_rate, momentum=arch.momentum)
+    if arch.optimizer == "adamw":
+        return keras.optimizers.AdamW(arch.learning_rate, weight_decay=arch.weight_decay)
+    return keras.optimizers.Adam(arch.learning_rate)
+
+
+def compile_model(model: keras.Model, arch: ArchConfig, jit_compile="auto") -> keras.Model:
+    """Compiles with losses, loss weights and metrics keyed by output name."""
+    loss, weights, metrics = {}, {}, {}
+    ce = keras.losses.SparseCategoricalCrossentropy
+    if arch.trains_pair_output:
+        loss["pair"] = ce(name="pair_loss")
+        weights["pair"] = arch.pair_loss_weight
+    if arch.predicts_digits and arch.aux_loss:
+        for out in ("digit_a", "digit_b"):
+            loss[out] = ce(name=f"{out}_loss")
+            weights[out] = arch.digit_loss_weight
+    for out in model.output_names:
+        metrics[out] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    model.compile(optimizer=make_optimizer(arch), loss=loss, loss_weights=weights,
+                  metrics=metrics, jit_compile=jit_compile)
+    return model
