@@ -7,20 +7,23 @@ import logging
 import os
 import sys
 
-from .config import ARCHITECTURES, OPTIMIZERS, get_arch, with_overrides
+from .config import ABLATIONS, ARCHITECTURES, OPTIMIZERS, get_arch, with_overrides
 
 
 def arch_help() -> str:
     width = max(len(n) for n in ARCHITECTURES)
     lines = ["architectures (--arch):"]
     lines += [f"  {name:<{width}}  {cfg.description}" for name, cfg in ARCHITECTURES.items()]
+    lines += ["ablation variants of siamese-prob-aug (README, 'Ablation'):"]
+    lines += [f"  {name}  {cfg.description}" for name, cfg in ABLATIONS.items()]
     return "\n".join(lines)
 
 
 def _arch_name(value: str) -> str:
-    if value not in ARCHITECTURES:
+    if value not in ARCHITECTURES and value not in ABLATIONS:
         raise argparse.ArgumentTypeError(
-            f"unknown architecture {value!r}; valid: {', '.join(ARCHITECTURES)}")
+            f"unknown architecture {value!r}; valid: {', '.join(ARCHITECTURES)} "
+            f"(ablation variants: {', '.join(ABLATIONS)})")
     return value
 
 

@@ -176,11 +176,17 @@ def prob_a_le_b(probs_a, probs_b):
 
 
 def argmax_a_le_b(probs_a, probs_b):
-    """One-hot [a > b, a <= b] of the arg-max digits: the arithmetic comparison (report B v4)."""
-    le = ops.cast(ops.less_equal(ops.argmax(probs_a, axis=-1), ops.argmax(probs_b, axis=-1)),
-                  probs_a.dtype)
-    le = ops.expand_dims(le, -1)
-    return ops.concatenate([1.0 - le, le], axis=-1)
+    """[a > b, a <= b] of the arg-max digits: the arithmetic comparison (report B v4).
+
+    Written without ``argmax`` (which TFLite lowers to an op it lacks): each digit becomes the
+    indicator of its maximum, and the comparison is the exact rule applied to those one-hots.
+    A tie between two maximal probabilities (practically never) splits the vote evenly.
+    """
+    hot_a = ops.cast(probs_a >= ops.max(probs_a, axis=-1, keepdims=True), probs_a.dtype)
+    hot_b = ops.cast(probs_b >= ops.max(probs_b, axis=-1, keepdims=True), probs_b.dtype)
+    hot_a = hot_a / ops.sum(hot_a, axis=-1, keepdims=True)
+    hot_b = hot_b / ops.sum(hot_b, axis=-1, keepdims=True)
+    return prob_a_le_b(hot_a, hot_b)
 
 
 def digit_encoders(model: keras.Model) -> list[keras.Model]:
@@ -188,16 +194,23 @@ def digit_encoders(model: keras.Model) -> list[keras.Model]:
     return [layer for layer in model.layers if layer.name.startswith("digit_encoder")]
 
 
-def make_optimizer(arch: ArchConfig) -> keras.optimizers.Optimizer:
+def make_optimizer(arch: ArchConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    lr = arch.learning_rate
+    if arch.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=arch.epochs * steps_per_epoch)
     if arch.optimizer == "sgd":
-        return keras.optimizers.SGD(arch.learning_rate, momentum=arch.momentum)
+        return keras.optimizers.SGD(lr, momentum=arch.momentum)
     if arch.optimizer == "adamw":
-        return keras.optimizers.AdamW(arch.learning_rate, weight_decay=arch.weight_decay)
-    return keras.optimizers.Adam(arch.learning_rate)
+        return keras.optimizers.AdamW(lr, weight_decay=arch.weight_decay)
+    return keras.optimizers.Adam(lr)
 
 
-def compile_model(model: keras.Model, arch: ArchConfig, jit_compile="auto") -> keras.Model:
-    """Compiles with losses, loss weights and metrics keyed by output name."""
+def compile_model(model: keras.Model, arch: ArchConfig, steps_per_epoch: int = 9,
+                  jit_compile="auto") -> keras.Model:
+    """Compiles with losses, loss weights and metrics keyed by output name.
+
+    ``steps_per_epoch`` only matters for the cosine schedule (900 training pairs / batch 100 = 9).
+    """
     loss, weights, metrics = {}, {}, {}
     ce = keras.losses.SparseCategoricalCrossentropy
     if arch.trains_pair_output:
@@ -209,6 +222,6 @@ def compile_model(model: keras.Model, arch: ArchConfig, jit_compile="auto") -> k
             weights[out] = arch.digit_loss_weight
     for out in model.output_names:
         metrics[out] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    model.compile(optimizer=make_optimizer(arch), loss=loss, loss_weights=weights,
+    model.compile(optimizer=make_optimizer(arch, steps_per_epoch), loss=loss, loss_weights=weights,
                   metrics=metrics, jit_compile=jit_compile)
     return model

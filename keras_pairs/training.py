@@ -25,6 +25,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
+import keras
 import numpy as np
 
 from . import data as data_lib
@@ -107,8 +108,7 @@ def describe_devices() -> dict:
 
 def targets_for(model, pairs: data_lib.PairSet) -> dict:
     """The target dict for the model's outputs (keyed by output name)."""
-    all_targets = {"pair": pairs.target, "pair_argmax": pairs.target,
-                   "digit_a": pairs.classes[:, 0], "digit_b": pairs.classes[:, 1]}
+    all_targets = _all_targets(pairs)
     return {name: all_targets[name] for name in model.output_names}
 
 
@@ -125,6 +125,52 @@ def evaluate_pairs(model, pairs: data_lib.PairSet, batch_size: int = 1000) -> di
                                   out["digit_b"].argmax(-1) == pairs.classes[:, 1]])
         metrics["digit_accuracy"] = float(np.mean(correct))
     return metrics
+
+
+class PairSampler(keras.utils.PyDataset):
+    """Training batches that use the digit classes to their fullest.
+
+    resample: every epoch the training digits (both of every training pair) are shuffled and
+      paired anew; the target is recomputed from their classes (ties are 1).
+    swap: every epoch, each pair is presented as (b, a) with probability 1/2, target 1[b <= a].
+    Only the training pairs' own digits are used; validation and test digits never enter.
+    """
+
+    def __init__(self, pairs: data_lib.PairSet, outputs, batch_size: int, resample: bool,
+                 swap: bool, seed: int):
+        super().__init__()
+        self.digits = np.concatenate([pairs.images[..., 0], pairs.images[..., 1]])  # 2N x 14 x 14
+        self.labels = np.concatenate([pairs.classes[:, 0], pairs.classes[:, 1]])
+        self.n = len(pairs)
+        self.outputs, self.batch_size = list(outputs), batch_size
+        self.resample, self.swap = resample, swap
+        self.rng = np.random.default_rng([seed, 1])
+        self.on_epoch_end()
+
+    def on_epoch_end(self):
+        if self.resample:
+            index = self.rng.permutation(2 * self.n).reshape(self.n, 2)
+        else:
+            index = np.stack([np.arange(self.n), np.arange(self.n) + self.n], axis=1)
+        if self.swap:  # each pair in either order with probability 1/2; the target follows
+            flip = self.rng.random(self.n) < 0.5
+            index[flip] = index[flip, ::-1]
+        self.index = index[self.rng.permutation(len(index))]
+
+    def __len__(self):
+        return -(-len(self.index) // self.batch_size)
+
+    def __getitem__(self, i):
+        index = self.index[i * self.batch_size:(i + 1) * self.batch_size]
+        images = np.stack([self.digits[index[:, 0]], self.digits[index[:, 1]]], axis=-1)
+        classes = self.labels[index]
+        pairs = data_lib.PairSet(images, data_lib.pair_target(classes), classes)
+        return images, {k: v for k, v in _all_targets(pairs).items() if k in self.outputs}
+
+
+def _all_targets(pairs: data_lib.PairSet) -> dict:
+    return {"pair": pairs.target, "pair_argmax": pairs.target,
+            "digit_a": pairs.classes[:, 0], "digit_b": pairs.classes[:, 1]}
 
 
 def split_validation(train: data_lib.PairSet, fraction: float, rng: np.random.Generator):
@@ -163,7 +209,6 @@ class Run:
         self.mnist = mnist
 
     def run(self) -> dict:
-        import keras
         import tensorflow as tf
 
         cfg = self.cfg
@@ -207,12 +252,10 @@ class Run:
             raise
 
     def _round(self, r: int, mnist, strategy, work_dir) -> dict:
-        import keras
-
         from .models import build_model, compile_model
 
         cfg, arch = self.cfg, self.cfg.arch
-        seed = cfg.seed + r
+        seed = self._seed = cfg.seed + r
         keras.utils.set_random_seed(seed)  # initialisation, dropout and shuffling of this round
         rng = np.random.default_rng(seed)
         train, test = data_lib.generate_pair_sets(mnist, cfg.nb_train, cfg.nb_test, seed)
@@ -226,7 +269,7 @@ class Run:
         scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
         with scope:
             model = build_model(arch, background=(0.0 - mean) / std)
-            compile_model(model, arch)
+            compile_model(model, arch, steps_per_epoch=-(-len(fit_pairs) // arch.batch_size))
         callbacks = []
         if val_pairs is not None and cfg.patience is not None:
             callbacks.append(keras.callbacks.EarlyStopping(
@@ -241,7 +284,8 @@ class Run:
                 callbacks.append(keras.callbacks.TensorBoard(os.path.join(work_dir, "logs", f"round_{r:02d}")))
         fit_x, fit_y = self._training_data(model, fit_pairs)
         history = model.fit(
-            fit_x, fit_y, epochs=arch.epochs, batch_size=arch.batch_size, shuffle=True,
+            fit_x, fit_y, epochs=arch.epochs, batch_size=None if fit_y is None else arch.batch_size,
+            shuffle=True,
             validation_data=(val_pairs.images, targets_for(model, val_pairs)) if val_pairs else None,
             callbacks=callbacks, verbose=cfg.verbose)
         train_seconds = time.perf_counter() - start
@@ -259,6 +303,10 @@ class Run:
         return result
 
     def _training_data(self, model, fit_pairs):
+        arch = self.cfg.arch
+        if arch.resample_pairs or arch.swap_pairs:
+            return PairSampler(fit_pairs, model.output_names, arch.batch_size, arch.resample_pairs,
+                               arch.swap_pairs, seed=self._seed), None
         return fit_pairs.images, targets_for(model, fit_pairs)
 
     def _result(self, rounds: list[dict], mnist, devices: dict) -> dict:
