@@ -266,7 +266,13 @@ def run_pairs(config: dict, mnist=None) -> tuple[RawPairs, RawPairs]:
 # --- SavedModel -------------------------------------------------------------------------------
 
 
-def _signature_outputs(out: dict, tf) -> dict:
+def _signature_outputs(out: dict, tf, head: str | None = None) -> dict:
+    if head == "compare":
+        # The "compare" head's pair output is keras.ops.argmax of both digits, which lowers to
+        # tf.BitwiseAnd, an op TFLite lacks; the same decision from tf.argmax converts everywhere.
+        le = tf.cast(tf.argmax(out["digit_a"], -1) <= tf.argmax(out["digit_b"], -1), tf.int32)
+        return {"prob_a_le_b": tf.cast(le, tf.float32), "a_le_b": le,
+                "digit_a_probs": out["digit_a"], "digit_b_probs": out["digit_b"]}
     pair = out["pair"]
     result = {"prob_a_le_b": pair[:, 1], "a_le_b": tf.cast(tf.argmax(pair, axis=-1), tf.int32)}
     if "digit_a" in out:
@@ -285,7 +291,7 @@ def preprocess_images(digit_a, digit_b, mean: float, std: float):
     return (x - np.float32(mean)) / np.float32(std)
 
 
-def serving_functions(model, mean: float, std: float, call=None):
+def serving_functions(model, mean: float, std: float, call=None, head: str | None = None):
     """(images_fn, pairs_fn): tf.functions with fixed input signatures around ``model``.
 
     ``call(pairs) -> dict of outputs`` defaults to the Keras 3 model in inference mode; the QAT
@@ -298,20 +304,20 @@ def serving_functions(model, mean: float, std: float, call=None):
     @tf.function(input_signature=[tf.TensorSpec((None, 28, 28), tf.uint8, name="digit_a"),
                                   tf.TensorSpec((None, 28, 28), tf.uint8, name="digit_b")])
     def images_fn(digit_a, digit_b):
-        return _signature_outputs(call(preprocess_images(digit_a, digit_b, mean, std)), tf)
+        return _signature_outputs(call(preprocess_images(digit_a, digit_b, mean, std)), tf, head)
 
     @tf.function(input_signature=[tf.TensorSpec((None, 14, 14, 2), tf.float32, name="pairs")])
     def pairs_fn(pairs):
-        return _signature_outputs(call(pairs), tf)
+        return _signature_outputs(call(pairs), tf, head)
 
     return images_fn, pairs_fn
 
 
-def write_saved_model(model, mean: float, std: float, path: str) -> None:
+def write_saved_model(model, mean: float, std: float, path: str, head: str | None = None) -> None:
     """SavedModel with the serving_default (raw images) and serve_pairs signatures."""
     import keras
 
-    images_fn, pairs_fn = serving_functions(model, mean, std)
+    images_fn, pairs_fn = serving_functions(model, mean, std, head=head)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(SIGNATURE_IMAGES, images_fn)
@@ -402,6 +408,8 @@ def _scores(out: dict, pairs: data_lib.PairSet) -> dict:
 
 def _deviation(out: dict, ref: dict) -> float:
     keys = [k for k in ("prob_a_le_b", "digit_a_probs", "digit_b_probs") if k in ref]
+    if "digit_a_probs" in ref and np.isin(ref["prob_a_le_b"], (0.0, 1.0)).all():
+        keys.remove("prob_a_le_b")  # a hard 0/1 decision ("compare" head): compare the digits
     return float(max(np.max(np.abs(np.asarray(out[k], np.float64) - ref[k])) for k in keys))
 
 
@@ -542,7 +550,7 @@ def export_run(cfg: ExportConfig) -> dict:
                  "bytes": os.path.getsize(os.path.join(run_dir, "model.keras")), **_scores(ref, test.pairs),
                  "max_deviation": 0.0, "latency_ms": None}]
         sm_dir = os.path.join(work, "saved_model")
-        write_saved_model(model, mean, std, sm_dir)
+        write_saved_model(model, mean, std, sm_dir, arch.get("head"))
         rows.append(verify_saved_model(sm_dir, test, ref, mean, std, cfg.latency_pairs))
         log.info("saved_model verified (both signatures)")
         if cfg.tflite:
