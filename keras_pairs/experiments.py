@@ -41,7 +41,8 @@ import numpy as np
 
 from . import data as data_lib
 from .config import ARCHITECTURES, ArchConfig, get_arch
-from .training import _history_rows, _summary, evaluate_pairs, split_validation, targets_for
+from .training import (_history_rows, _summary, evaluate_pairs, fit_inputs, prepare_round, score_outputs,
+                       steps_per_epoch, targets_for)
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class ReusableModel:
         self._optimizer_init = None
         self._predict = None
 
-    def fresh(self, background: float):
+    def fresh(self, background: float, n_fit: int | None = None):
         from .models import build_model, compile_model
 
         new = build_model(self.arch, background=background)
@@ -159,7 +160,7 @@ class ReusableModel:
             for var, value in zip(self.model.optimizer.variables, self._optimizer_init):
                 var.assign(value)
             return self.model
-        compile_model(new, self.arch)
+        compile_model(new, self.arch, **({"steps_per_epoch": steps_per_epoch(self.arch, n_fit)} if n_fit else {}))
         # Read by Keras when it makes the train function (compile_model does not expose it).
         new.steps_per_execution = self.steps_per_execution
         new.optimizer.build(new.trainable_variables)
@@ -183,21 +184,17 @@ def _cross_entropy(probs: np.ndarray, target: np.ndarray) -> float:
     return float(-np.mean(np.log(p)))
 
 
-def score_outputs(out: dict, pairs: data_lib.PairSet, arch: ArchConfig) -> dict:
-    """Accuracy and the training loss (same weighted sum as compile_model) of given outputs."""
-    row = {"pair_accuracy": float(np.mean(out["pair"].argmax(-1) == pairs.target))}
+def score_with_losses(out: dict, pairs: data_lib.PairSet, arch: ArchConfig) -> dict:
+    """Accuracies and the training loss (same weighted sum as compile_model) of given outputs."""
+    row = score_outputs(out, pairs)
     loss = 0.0
     if arch.trains_pair_output:
         row["pair_loss"] = _cross_entropy(out["pair"], pairs.target)
         loss += arch.pair_loss_weight * row["pair_loss"]
-    if "digit_a" in out:
-        correct = np.concatenate([out["digit_a"].argmax(-1) == pairs.classes[:, 0],
-                                  out["digit_b"].argmax(-1) == pairs.classes[:, 1]])
-        row["digit_accuracy"] = float(np.mean(correct))
-        if arch.aux_loss:
-            for key, col in (("digit_a", 0), ("digit_b", 1)):
-                row[f"{key}_loss"] = _cross_entropy(out[key], pairs.classes[:, col])
-                loss += arch.digit_loss_weight * row[f"{key}_loss"]
+    if "digit_a" in out and arch.aux_loss:
+        for key, col in (("digit_a", 0), ("digit_b", 1)):
+            row[f"{key}_loss"] = _cross_entropy(out[key], pairs.classes[:, col])
+            loss += arch.digit_loss_weight * row[f"{key}_loss"]
     row["loss"] = loss
     return row
 
@@ -213,7 +210,7 @@ def _test_curve_callback(reusable: ReusableModel, test: data_lib.PairSet, arch: 
             self.rows = []
 
         def on_epoch_end(self, epoch, logs=None):
-            self.rows.append({"epoch": epoch + 1, **score_outputs(reusable.predict(test.images), test, arch)})
+            self.rows.append({"epoch": epoch + 1, **score_with_losses(reusable.predict(test.images), test, arch)})
 
     return TestCurve()
 
@@ -285,16 +282,11 @@ def run_arch_rounds(arch: ArchConfig, exp: ExperimentConfig, mnist: data_lib.Mni
     for r in range(exp.rounds):
         seed = exp.seed + r
         keras.utils.set_random_seed(seed)  # initialisation, dropout and shuffling of this round
-        rng = np.random.default_rng(seed)
-        train, test = data_lib.generate_pair_sets(mnist, exp.nb_train, exp.nb_test, seed)
-        fit_pairs, val_pairs = split_validation(train, exp.val_fraction, rng)
-        mean, std = float(fit_pairs.images.mean()), float(fit_pairs.images.std())
-        fit_pairs = fit_pairs.normalised(mean, std)
-        val_pairs = val_pairs.normalised(mean, std) if val_pairs is not None else None
-        test = test.normalised(mean, std)
+        data = prepare_round(mnist, exp.nb_train, exp.nb_test, exp.val_fraction, seed)
+        fit_pairs, val_pairs, test = data.fit, data.val, data.test
 
         start = time.perf_counter()
-        model = reusable.fresh(background=(0.0 - mean) / std)
+        model = reusable.fresh(background=data.background, n_fit=len(fit_pairs))
         params = model.count_params()
         callbacks = []
         if val_pairs is not None and exp.patience is not None:
@@ -304,7 +296,10 @@ def run_arch_rounds(arch: ArchConfig, exp: ExperimentConfig, mnist: data_lib.Mni
         curve = _test_curve_callback(reusable, test, arch) if wants_curve else None
         if curve is not None:
             callbacks.append(curve)
-        if exp.pipeline == "dataset":
+        if arch.resample_pairs or arch.swap_pairs:  # pairs formed anew each epoch: train.py's sampler
+            fit_data = dict(fit_inputs(model, arch, fit_pairs, seed),
+                            validation_data=_dataset(val_pairs, model, arch.batch_size) if val_pairs else None)
+        elif exp.pipeline == "dataset":
             fit_data = dict(x=_dataset(fit_pairs, model, arch.batch_size, seed), shuffle=False,
                             validation_data=_dataset(val_pairs, model, arch.batch_size) if val_pairs else None)
         else:
@@ -315,9 +310,9 @@ def run_arch_rounds(arch: ArchConfig, exp: ExperimentConfig, mnist: data_lib.Mni
         seconds = time.perf_counter() - start
         out = reusable.predict(test.images)
         row = {"round": r, "seed": seed, "seconds": seconds, "epochs_run": len(history.epoch),
-               "test": evaluate_pairs_from(out, test)}
+               "test": score_outputs(out, test)}
         if val_pairs is not None:
-            row["validation"] = evaluate_pairs_from(reusable.predict(val_pairs.images), val_pairs)
+            row["validation"] = score_outputs(reusable.predict(val_pairs.images), val_pairs)
         if "digit_a" in out and arch.predicts_digits:
             confusion += confusion_matrix(test.classes[:, 0], out["digit_a"].argmax(-1))
             confusion += confusion_matrix(test.classes[:, 1], out["digit_b"].argmax(-1))
@@ -349,18 +344,6 @@ def _dataset(pairs: data_lib.PairSet, model, batch_size: int, seed: int | None =
     if seed is not None:
         ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def evaluate_pairs_from(out: dict, pairs: data_lib.PairSet) -> dict:
-    """``training.evaluate_pairs`` on outputs already computed (same keys and definitions)."""
-    metrics = {"pair_accuracy": float(np.mean(out["pair"].argmax(-1) == pairs.target))}
-    if "pair_argmax" in out:
-        metrics["pair_argmax_accuracy"] = float(np.mean(out["pair_argmax"].argmax(-1) == pairs.target))
-    if "digit_a" in out:
-        correct = np.concatenate([out["digit_a"].argmax(-1) == pairs.classes[:, 0],
-                                  out["digit_b"].argmax(-1) == pairs.classes[:, 1]])
-        metrics["digit_accuracy"] = float(np.mean(correct))
-    return metrics
 
 
 def _round_summary(rounds: list[dict]) -> dict:

@@ -115,8 +115,11 @@ def targets_for(model, pairs: data_lib.PairSet) -> dict:
 def evaluate_pairs(model, pairs: data_lib.PairSet, batch_size: int = 1000) -> dict:
     """Pair accuracy (and digit accuracy where the model predicts digits) on normalised pairs."""
     out = model.predict(pairs.images, batch_size=batch_size, verbose=0)
-    if not isinstance(out, dict):
-        out = {"pair": out}
+    return score_outputs(out if isinstance(out, dict) else {"pair": out}, pairs)
+
+
+def score_outputs(out: dict, pairs: data_lib.PairSet) -> dict:
+    """The accuracies of outputs already computed: pair, arg-max pair and digit (mean of a, b)."""
     metrics = {"pair_accuracy": float(np.mean(out["pair"].argmax(-1) == pairs.target))}
     if "pair_argmax" in out:
         metrics["pair_argmax_accuracy"] = float(np.mean(out["pair_argmax"].argmax(-1) == pairs.target))
@@ -125,6 +128,48 @@ def evaluate_pairs(model, pairs: data_lib.PairSet, batch_size: int = 1000) -> di
                                   out["digit_b"].argmax(-1) == pairs.classes[:, 1]])
         metrics["digit_accuracy"] = float(np.mean(correct))
     return metrics
+
+
+@dataclass(frozen=True)
+class RoundData:
+    """One round's pairs, normalised with the statistics of the pairs it trains on."""
+
+    fit: data_lib.PairSet
+    val: data_lib.PairSet | None
+    test: data_lib.PairSet
+    mean: float
+    std: float
+
+    @property
+    def background(self) -> float:
+        """The normalised value of a black pixel."""
+        return (0.0 - self.mean) / self.std
+
+
+def prepare_round(mnist: data_lib.Mnist, nb_train: int, nb_test: int, val_fraction: float,
+                  seed: int) -> RoundData:
+    """Fresh train/test pairs for ``seed``, validation split off the TRAINING pairs, normalised
+    with the statistics of the pairs that are fitted (the test pairs contribute nothing)."""
+    rng = np.random.default_rng(seed)
+    train, test = data_lib.generate_pair_sets(mnist, nb_train, nb_test, seed)
+    fit_pairs, val_pairs = split_validation(train, val_fraction, rng)
+    mean, std = float(fit_pairs.images.mean()), float(fit_pairs.images.std())
+    return RoundData(fit_pairs.normalised(mean, std),
+                     val_pairs.normalised(mean, std) if val_pairs is not None else None,
+                     test.normalised(mean, std), mean, std)
+
+
+def fit_inputs(model, arch: ArchConfig, fit_pairs: data_lib.PairSet, seed: int) -> dict:
+    """The x/y keyword arguments of ``model.fit`` for the training pairs of one round."""
+    if arch.resample_pairs or arch.swap_pairs:
+        return {"x": PairSampler(fit_pairs, model.output_names, arch.batch_size, arch.resample_pairs,
+                                 arch.swap_pairs, seed=seed)}
+    return {"x": fit_pairs.images, "y": targets_for(model, fit_pairs), "batch_size": arch.batch_size,
+            "shuffle": True}
+
+
+def steps_per_epoch(arch: ArchConfig, n_fit: int) -> int:
+    return -(-n_fit // arch.batch_size)
 
 
 class PairSampler(keras.utils.PyDataset):
@@ -255,21 +300,16 @@ class Run:
         from .models import build_model, compile_model
 
         cfg, arch = self.cfg, self.cfg.arch
-        seed = self._seed = cfg.seed + r
+        seed = cfg.seed + r
         keras.utils.set_random_seed(seed)  # initialisation, dropout and shuffling of this round
-        rng = np.random.default_rng(seed)
-        train, test = data_lib.generate_pair_sets(mnist, cfg.nb_train, cfg.nb_test, seed)
-        fit_pairs, val_pairs = split_validation(train, cfg.val_fraction, rng)
-        mean, std = float(fit_pairs.images.mean()), float(fit_pairs.images.std())
-        fit_pairs = fit_pairs.normalised(mean, std)
-        val_pairs = val_pairs.normalised(mean, std) if val_pairs is not None else None
-        test = test.normalised(mean, std)
+        data = prepare_round(mnist, cfg.nb_train, cfg.nb_test, cfg.val_fraction, seed)
+        fit_pairs, val_pairs, test = data.fit, data.val, data.test
 
         start = time.perf_counter()
         scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
         with scope:
-            model = build_model(arch, background=(0.0 - mean) / std)
-            compile_model(model, arch, steps_per_epoch=-(-len(fit_pairs) // arch.batch_size))
+            model = build_model(arch, background=data.background)
+            compile_model(model, arch, steps_per_epoch=steps_per_epoch(arch, len(fit_pairs)))
         callbacks = []
         if val_pairs is not None and cfg.patience is not None:
             callbacks.append(keras.callbacks.EarlyStopping(
@@ -282,17 +322,15 @@ class Run:
                     monitor="val_loss", save_best_only=True, save_weights_only=True))
             if cfg.tensorboard:
                 callbacks.append(keras.callbacks.TensorBoard(os.path.join(work_dir, "logs", f"round_{r:02d}")))
-        fit_x, fit_y = self._training_data(model, fit_pairs)
         history = model.fit(
-            fit_x, fit_y, epochs=arch.epochs, batch_size=None if fit_y is None else arch.batch_size,
-            shuffle=True,
+            epochs=arch.epochs, callbacks=callbacks, verbose=cfg.verbose,
             validation_data=(val_pairs.images, targets_for(model, val_pairs)) if val_pairs else None,
-            callbacks=callbacks, verbose=cfg.verbose)
+            **fit_inputs(model, arch, fit_pairs, seed))
         train_seconds = time.perf_counter() - start
         result = {
             "round": r, "seed": seed, "seconds": train_seconds,
             "epochs_run": len(history.epoch),
-            "normalisation": {"mean": mean, "std": std},
+            "normalisation": {"mean": data.mean, "std": data.std},
             "history": _history_rows(history.history, len(model.outputs) == 1),
             "test": evaluate_pairs(model, test),
         }
@@ -301,13 +339,6 @@ class Run:
         if work_dir:
             model.save(os.path.join(work_dir, f"round_{r:02d}.keras"))
         return result
-
-    def _training_data(self, model, fit_pairs):
-        arch = self.cfg.arch
-        if arch.resample_pairs or arch.swap_pairs:
-            return PairSampler(fit_pairs, model.output_names, arch.batch_size, arch.resample_pairs,
-                               arch.swap_pairs, seed=self._seed), None
-        return fit_pairs.images, targets_for(model, fit_pairs)
 
     def _result(self, rounds: list[dict], mnist, devices: dict) -> dict:
         cfg = self.cfg
