@@ -81,6 +81,8 @@ class ArchConfig:
       optimizer, learning_rate, momentum, weight_decay: the optimiser.
       lr_schedule: "constant" (the reports) or "cosine" (decay to 0 over all training steps).
       epochs, batch_size: the training schedule.
+      early_stopping: stop on the validation loss and restore the best weights (the reports'
+        models); False runs the whole schedule (a cosine schedule is meant to end at 0).
       resample_pairs: each epoch, form new random training pairs from the training digits
         (their classes come with the pairs; the target is recomputed from them).
       swap_pairs: each epoch, present each training pair as (b, a) with probability 1/2.
@@ -106,6 +108,7 @@ class ArchConfig:
     lr_schedule: str = "constant"
     epochs: int = 25
     batch_size: int = 100
+    early_stopping: bool = True
     resample_pairs: bool = False
     swap_pairs: bool = False
     reference: tuple[float, float | None] | None = None
@@ -262,7 +265,8 @@ _BEST = ArchConfig(
     name="siamese-prob-aug", report="keras_pairs",
     description="keras_pairs: BN encoder + augmentation + fresh/swapped pairs + exact P(a<=b)",
     encoder=replace(_STRONG_ENCODER, augment=True), head="probabilistic",
-    resample_pairs=True, swap_pairs=True, optimizer="adam", learning_rate=2e-3, epochs=40)
+    resample_pairs=True, swap_pairs=True, optimizer="adam", learning_rate=2e-3, lr_schedule="cosine",
+    epochs=40, early_stopping=False)
 _register(_BEST)
 # The ablation of README: each entry removes or adds one ingredient of siamese-prob-aug.
 ABLATIONS: dict[str, ArchConfig] = {cfg.name: cfg.validate() for cfg in (

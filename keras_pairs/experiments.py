@@ -289,7 +289,7 @@ def run_arch_rounds(arch: ArchConfig, exp: ExperimentConfig, mnist: data_lib.Mni
         model = reusable.fresh(background=data.background, n_fit=len(fit_pairs))
         params = model.count_params()
         callbacks = []
-        if val_pairs is not None and exp.patience is not None:
+        if val_pairs is not None and exp.patience is not None and arch.early_stopping:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=exp.patience, restore_best_weights=True))
         wants_curve = exp.test_curves == "all" or (exp.test_curves == "figures" and arch.name in FIGURE_ARCHS)

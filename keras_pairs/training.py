@@ -311,7 +311,7 @@ class Run:
             model = build_model(arch, background=data.background)
             compile_model(model, arch, steps_per_epoch=steps_per_epoch(arch, len(fit_pairs)))
         callbacks = []
-        if val_pairs is not None and cfg.patience is not None:
+        if val_pairs is not None and cfg.patience is not None and arch.early_stopping:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=cfg.patience, restore_best_weights=True))
         if work_dir:
