@@ -35,9 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="round r uses seed + r (default 0)")
     parser.add_argument("--train-pairs", type=_positive_int, default=1000)
     parser.add_argument("--test-pairs", type=_positive_int, default=1000)
-    parser.add_argument("--patience", type=_positive_int, default=10,
-                        help="early-stopping patience on validation loss (default 10)")
-    parser.add_argument("--no-early-stopping", action="store_true")
+    parser.add_argument("--patience", type=_positive_int, default=None, metavar="N",
+                        help="early stopping on validation pair accuracy with patience N (default off, as train.py)")
     parser.add_argument("--output", default="results/reproduction", help="results folder")
     parser.add_argument("--test-curves", choices=("figures", "all", "none"), default="figures",
                         help="per-epoch test scoring for the plots only (default: the architectures "
@@ -69,7 +68,7 @@ def main(argv=None) -> int:
         exp = ExperimentConfig(
             archs=resolve_archs(args.archs), rounds=args.rounds, epochs=args.epochs, data=args.data,
             seed=args.seed, nb_train=args.train_pairs, nb_test=args.test_pairs,
-            patience=None if args.no_early_stopping else args.patience, output=args.output,
+            patience=args.patience, output=args.output,
             test_curves=args.test_curves, reuse_compiled=not args.rebuild_each_round,
             pipeline="numpy" if args.numpy_pipeline else "dataset")
         run_experiments(exp)

@@ -21,7 +21,7 @@ values, so the traced functions are reused. ``reuse_compiled=False`` builds per 
 
 Per-epoch TEST curves are computed for plotting only (report A Figure 2 and report B Figure 3
 plot test curves): a callback scores the test pairs at each epoch end and keeps the numbers in
-its own list. It never writes into Keras' ``logs``, so early stopping (validation loss) and model
+its own list. It never writes into Keras' ``logs``, so early stopping (validation pair accuracy) and model
 selection never see them.
 """
 
@@ -41,8 +41,8 @@ import numpy as np
 
 from . import data as data_lib
 from .config import ARCHITECTURES, ArchConfig, get_arch
-from .training import (_history_rows, _summary, evaluate_pairs, fit_inputs, prepare_round, score_outputs,
-                       steps_per_epoch, targets_for)
+from .training import (_history_rows, _summary, early_stopping, evaluate_pairs, fit_inputs, prepare_round,
+                       score_outputs, steps_per_epoch, targets_for)
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class ExperimentConfig:
       seed: round r uses seed + r, as train.py.
       nb_train / nb_test: pairs per set (course protocol: 1000 / 1000).
       val_fraction: share of the training pairs for early stopping (as train.py).
-      patience: early-stopping patience on validation loss (None = every epoch).
+      patience: early stopping on validation pair accuracy (None = every epoch, the default).
       output: results folder (written atomically: a temporary sibling swapped in at the end).
       test_curves: score the test pairs at each epoch end, for the figures only: "figures"
         (the architectures whose report figure shows test curves, FIGURE_ARCHS), "all" or "none".
@@ -118,7 +118,7 @@ class ExperimentConfig:
     nb_train: int = 1000
     nb_test: int = 1000
     val_fraction: float = 0.1
-    patience: int | None = 10
+    patience: int | None = None
     output: str = "results/reproduction"
     test_curves: str = "figures"
     reuse_compiled: bool = True
@@ -289,9 +289,8 @@ def run_arch_rounds(arch: ArchConfig, exp: ExperimentConfig, mnist: data_lib.Mni
         model = reusable.fresh(background=data.background, n_fit=len(fit_pairs))
         params = model.count_params()
         callbacks = []
-        if val_pairs is not None and exp.patience is not None and arch.early_stopping:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=exp.patience, restore_best_weights=True))
+        if val_pairs is not None and exp.patience is not None:
+            callbacks.append(early_stopping(model, exp.patience))
         wants_curve = exp.test_curves == "all" or (exp.test_curves == "figures" and arch.name in FIGURE_ARCHS)
         curve = _test_curve_callback(reusable, test, arch) if wants_curve else None
         if curve is not None:

@@ -58,6 +58,15 @@ def test_same_seed_same_metrics(mnist):
     assert first["histories"] != other["histories"]
 
 
+def test_early_stopping_on_validation_pair_accuracy_restores_the_best_epoch(tmp_path, mnist):
+    result = train_and_evaluate(tiny(epochs=30, patience=2, output=str(tmp_path)), mnist)
+    run = result["rounds"][0]
+    assert run["epochs_run"] < 30
+    val = [row["val_pair_accuracy"] for row in result["histories"][0]]
+    assert run["validation"]["pair_accuracy"] == pytest.approx(max(val), abs=1e-6)
+    assert (tmp_path / "v4" / "checkpoints" / "round_00.weights.h5").is_file()
+
+
 def test_rounds_draw_fresh_pairs_and_fresh_initialisation(mnist):
     a = training.prepare_round(mnist, 50, 50, 0.2, seed=0)
     b = training.prepare_round(mnist, 50, 50, 0.2, seed=1)
