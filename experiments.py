@@ -26,7 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sets: all, reportA (baseline siamese2 siamese10), reportB (base, v1..v6, v1-3 noaux)\n"
                + arch_help())
-    parser.add_argument("--archs", nargs="+", default=["all"], metavar="NAME",
+    parser.add_argument("--archs", nargs="+", default=["reportA", "reportB"], metavar="NAME",
                         help="architectures or sets (default: all)")
     parser.add_argument("--rounds", type=_positive_int, default=10,
                         help="rounds per architecture, fresh pairs and initialisation each (default 10)")
