@@ -251,30 +251,33 @@ _register(ArchConfig(
 
 
 # --- keras_pairs' own model -------------------------------------------------------------------
-# Everything the protocol allows: a stronger BN encoder, augmented training digits, the digit
-# classes used to their fullest (fresh pairs each epoch, both orders), and the exact decision
-# P(a <= b) = sum_{i<=j} p_a(i) p_b(j) trained with its own pair loss beside the digit losses.
-# Hyperparameters were chosen on validation pairs (split from the training pairs) only.
+# Everything the protocol allows that paid off: a stronger BN encoder, augmented training digits,
+# and the exact decision P(a <= b) = sum_{i<=j} p_a(i) p_b(j) trained with its own pair loss beside
+# the digit losses. Hyperparameters were chosen on development runs that score on train-pool digits
+# not drawn for training, and the ingredients on VALIDATION pairs (results/ablation): forming fresh
+# and swapped pairs each epoch (ablate-prob-aug-pairs) scored lower there (98.3 vs 98.8 %) and
+# costs 1.5x the time, so it is an ablation variant, not part of the model.
 _STRONG_ENCODER = EncoderConfig(
     conv_filters=(32, 32, 64, 64), conv_kernels=(3, 3, 3, 3), conv_pools=(1, 2, 1, 2),
     padding="same", block_order="conv_bn_relu_pool", hidden_units=(128,), hidden_batchnorm=True,
     dropout=0.3)
 _BEST = ArchConfig(
     name="siamese-prob-aug", report="keras_pairs",
-    description="keras_pairs: BN encoder + augmentation + fresh/swapped pairs + exact P(a<=b)",
+    description="keras_pairs: BN encoder + augmentation + exact P(a<=b) (+ its pair loss)",
     encoder=replace(_STRONG_ENCODER, augment=True), head="probabilistic",
-    resample_pairs=True, swap_pairs=True, optimizer="adam", learning_rate=2e-3, lr_schedule="cosine",
-    epochs=40)
+    optimizer="adam", learning_rate=2e-3, lr_schedule="cosine",
+    epochs=70)  # development runs: 40 -> 80 epochs took digits from 97.7 to 98.1 %;
+#                 70 keeps a round well under 60 s on 2 cores
 _register(_BEST)
 # The ablation of README: each entry removes or adds one ingredient of siamese-prob-aug.
 ABLATIONS: dict[str, ArchConfig] = {cfg.name: cfg.validate() for cfg in (
     replace(_BEST, name="ablate-strong-argmax", head="compare", encoder=_STRONG_ENCODER,
-            resample_pairs=False, swap_pairs=False, pair_loss_weight=0.0,
+            pair_loss_weight=0.0,
             description="strong encoder, digit losses, arg-max comparison (v4 with a better encoder)"),
-    replace(_BEST, name="ablate-prob", encoder=_STRONG_ENCODER, resample_pairs=False, swap_pairs=False,
+    replace(_BEST, name="ablate-prob", encoder=_STRONG_ENCODER,
             description="+ exact P(a<=b) output with its pair loss"),
-    replace(_BEST, name="ablate-prob-aug", resample_pairs=False, swap_pairs=False,
-            description="+ augmentation of the training digits"),
+    replace(_BEST, name="ablate-prob-aug-pairs", resample_pairs=True, swap_pairs=True,
+            description="siamese-prob-aug + fresh and swapped training pairs every epoch"),
     replace(_BEST, name="siamese-prob-aug-x3", ensemble=3,
             description="siamese-prob-aug with an ensemble of 3 encoders in one model"),
 )}

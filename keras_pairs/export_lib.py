@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import data as data_lib
+from .files import swap_in
 
 log = logging.getLogger(__name__)
 
@@ -266,13 +267,9 @@ def run_pairs(config: dict, mnist=None) -> tuple[RawPairs, RawPairs]:
 # --- SavedModel -------------------------------------------------------------------------------
 
 
-def _signature_outputs(out: dict, tf, head: str | None = None) -> dict:
-    if head == "compare":
-        # The "compare" head's pair output is keras.ops.argmax of both digits, which lowers to
-        # tf.BitwiseAnd, an op TFLite lacks; the same decision from tf.argmax converts everywhere.
-        le = tf.cast(tf.argmax(out["digit_a"], -1) <= tf.argmax(out["digit_b"], -1), tf.int32)
-        return {"prob_a_le_b": tf.cast(le, tf.float32), "a_le_b": le,
-                "digit_a_probs": out["digit_a"], "digit_b_probs": out["digit_b"]}
+def _signature_outputs(out: dict, tf) -> dict:
+    # Every model's "pair" output is [P(a > b), P(a <= b)]; the comparison heads (v4, siamese10)
+    # write their arg-max decision without argmax (models.argmax_a_le_b), so it converts to TFLite.
     pair = out["pair"]
     result = {"prob_a_le_b": pair[:, 1], "a_le_b": tf.cast(tf.argmax(pair, axis=-1), tf.int32)}
     if "digit_a" in out:
@@ -291,7 +288,7 @@ def preprocess_images(digit_a, digit_b, mean: float, std: float):
     return (x - np.float32(mean)) / np.float32(std)
 
 
-def serving_functions(model, mean: float, std: float, call=None, head: str | None = None):
+def serving_functions(model, mean: float, std: float, call=None):
     """(images_fn, pairs_fn): tf.functions with fixed input signatures around ``model``.
 
     ``call(pairs) -> dict of outputs`` defaults to the Keras 3 model in inference mode; the QAT
@@ -304,20 +301,20 @@ def serving_functions(model, mean: float, std: float, call=None, head: str | Non
     @tf.function(input_signature=[tf.TensorSpec((None, 28, 28), tf.uint8, name="digit_a"),
                                   tf.TensorSpec((None, 28, 28), tf.uint8, name="digit_b")])
     def images_fn(digit_a, digit_b):
-        return _signature_outputs(call(preprocess_images(digit_a, digit_b, mean, std)), tf, head)
+        return _signature_outputs(call(preprocess_images(digit_a, digit_b, mean, std)), tf)
 
     @tf.function(input_signature=[tf.TensorSpec((None, 14, 14, 2), tf.float32, name="pairs")])
     def pairs_fn(pairs):
-        return _signature_outputs(call(pairs), tf, head)
+        return _signature_outputs(call(pairs), tf)
 
     return images_fn, pairs_fn
 
 
-def write_saved_model(model, mean: float, std: float, path: str, head: str | None = None) -> None:
+def write_saved_model(model, mean: float, std: float, path: str) -> None:
     """SavedModel with the serving_default (raw images) and serve_pairs signatures."""
     import keras
 
-    images_fn, pairs_fn = serving_functions(model, mean, std, head=head)
+    images_fn, pairs_fn = serving_functions(model, mean, std)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(SIGNATURE_IMAGES, images_fn)
@@ -550,7 +547,7 @@ def export_run(cfg: ExportConfig) -> dict:
                  "bytes": os.path.getsize(os.path.join(run_dir, "model.keras")), **_scores(ref, test.pairs),
                  "max_deviation": 0.0, "latency_ms": None}]
         sm_dir = os.path.join(work, "saved_model")
-        write_saved_model(model, mean, std, sm_dir, arch.get("head"))
+        write_saved_model(model, mean, std, sm_dir)
         rows.append(verify_saved_model(sm_dir, test, ref, mean, std, cfg.latency_pairs))
         log.info("saved_model verified (both signatures)")
         if cfg.tflite:
@@ -577,7 +574,7 @@ def export_run(cfg: ExportConfig) -> dict:
             if name.startswith("_"):  # scratch files of the children (training pairs, weights)
                 path = os.path.join(work, name)
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-        _swap_in(work, final_dir)
+        swap_in(work, final_dir)
         result["export_dir"] = final_dir
         return result
     except BaseException:
@@ -593,14 +590,6 @@ def signature_doc(model) -> dict:
                                "outputs": outs},
             SIGNATURE_PAIRS: {"inputs": {"pairs": "N x 14 x 14 x 2 float32, (pixels - mean) / std"},
                               "outputs": outs}}
-
-
-def _swap_in(work_dir: str, final_dir: str) -> None:
-    old = f"{final_dir}.old-{os.getpid()}"
-    if os.path.exists(final_dir):
-        os.replace(final_dir, old)
-    os.replace(work_dir, final_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # --- QAT and pruning (child process) ----------------------------------------------------------

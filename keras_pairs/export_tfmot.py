@@ -159,7 +159,7 @@ def run_qat(job: dict, fit, weights) -> dict:
     module = Module()
     module.model = model
     images_fn, _ = export_lib.serving_functions(
-        None, job["mean"], job["std"], call=lambda pairs: model(pairs, training=False), head=job["arch"]["head"])
+        None, job["mean"], job["std"], call=lambda pairs: model(pairs, training=False))
     tf.saved_model.save(module, job["saved_model"], signatures={export_lib.SIGNATURE_IMAGES: images_fn})
     rep = export_lib.representative_images(_RawFit(fit), job["calibration_pairs"])
     with open(job["tflite"], "wb") as f:

@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from . import data as data_lib
+from .files import swap_in, write_json
 from .config import ArchConfig, get_arch
 
 log = logging.getLogger(__name__)
@@ -390,9 +391,9 @@ class Run:
                   "normalisation": rounds[sel]["normalisation"], "selected_round": sel,
                   "seed": rounds[sel]["seed"], "input": "pairs: N x 14 x 14 x 2 float32, (x - mean) / std",
                   "outputs": _output_doc(self.cfg.arch)}
-        _write_json(os.path.join(work_dir, "config.json"), config)
-        _write_json(os.path.join(work_dir, "metrics.json"), {k: v for k, v in result.items() if k != "histories"})
-        _swap_in(work_dir, final_dir)
+        write_json(os.path.join(work_dir, "config.json"), config)
+        write_json(os.path.join(work_dir, "metrics.json"), {k: v for k, v in result.items() if k != "histories"})
+        swap_in(work_dir, final_dir)
 
 
 def _output_doc(arch: ArchConfig) -> dict:
@@ -402,29 +403,6 @@ def _output_doc(arch: ArchConfig) -> dict:
     if arch.predicts_digits:
         doc["digit_a"] = doc["digit_b"] = "N x 10 digit probabilities"
     return doc
-
-
-def _write_json(path: str, obj) -> None:
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
-        f.write("\n")
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.integer, np.floating)):
-        return obj.item()
-    if isinstance(obj, tuple):
-        return list(obj)
-    raise TypeError(type(obj).__name__)
-
-
-def _swap_in(work_dir: str, final_dir: str) -> None:
-    """Replaces final_dir with the completed work_dir; the old folder goes only after the swap."""
-    old = f"{final_dir}.old-{os.getpid()}"
-    if os.path.exists(final_dir):
-        os.replace(final_dir, old)
-    os.replace(work_dir, final_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def train_and_evaluate(cfg: TrainConfig, mnist: data_lib.Mnist | None = None) -> dict:

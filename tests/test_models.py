@@ -21,7 +21,7 @@ PARAMS = {
     "v1-noaux": 43124, "v2-noaux": 43596, "v3-noaux": 43340,
     "v4": 43082, "v5": 43124, "v6": 44556,
     "siamese-prob-aug": 141418, "ablate-strong-argmax": 141418, "ablate-prob": 141418,
-    "ablate-prob-aug": 141418, "siamese-prob-aug-x3": 424254,
+    "ablate-prob-aug-pairs": 141418, "siamese-prob-aug-x3": 424254,
 }
 
 
