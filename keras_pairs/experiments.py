@@ -43,7 +43,7 @@ from . import data as data_lib
 from .files import json_default, swap_in
 from .config import ARCHITECTURES, ArchConfig, get_arch
 from .training import (_history_rows, _summary, early_stopping, fit_inputs, prepare_round,
-                       score_outputs, steps_per_epoch, targets_for)
+                       score_outputs, steps_per_epoch)
 
 log = logging.getLogger(__name__)
 
@@ -298,16 +298,7 @@ def run_arch_rounds(arch: ArchConfig, exp: ExperimentConfig, mnist: data_lib.Mni
         curve = _test_curve_callback(reusable, test, arch) if wants_curve else None
         if curve is not None:
             callbacks.append(curve)
-        if arch.resample_pairs or arch.swap_pairs:  # pairs formed anew each epoch: train.py's sampler
-            fit_data = dict(fit_inputs(model, arch, fit_pairs, seed),
-                            validation_data=_dataset(val_pairs, model, arch.batch_size) if val_pairs else None)
-        elif exp.pipeline == "dataset":
-            fit_data = dict(x=_dataset(fit_pairs, model, arch.batch_size, seed), shuffle=False,
-                            validation_data=_dataset(val_pairs, model, arch.batch_size) if val_pairs else None)
-        else:
-            fit_data = dict(x=fit_pairs.images, y=targets_for(model, fit_pairs), batch_size=arch.batch_size,
-                            shuffle=True, validation_data=(val_pairs.images, targets_for(model, val_pairs))
-                            if val_pairs else None)
+        fit_data = fit_inputs(model, arch, fit_pairs, val_pairs, seed, pipeline=exp.pipeline)
         history = model.fit(epochs=arch.epochs, callbacks=callbacks, verbose=0, **fit_data)
         seconds = time.perf_counter() - start
         out = reusable.predict(test.images)
@@ -336,16 +327,6 @@ def run_arch_rounds(arch: ArchConfig, exp: ExperimentConfig, mnist: data_lib.Mni
     if comparators:
         result["comparator"] = comparators
     return result
-
-
-def _dataset(pairs: data_lib.PairSet, model, batch_size: int, seed: int | None = None):
-    """An in-memory tf.data pipeline; with ``seed`` it reshuffles every epoch, deterministically."""
-    import tensorflow as tf
-
-    ds = tf.data.Dataset.from_tensor_slices((pairs.images, targets_for(model, pairs))).cache()
-    if seed is not None:
-        ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def _round_summary(rounds: list[dict]) -> dict:

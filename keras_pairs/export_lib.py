@@ -56,9 +56,16 @@ SIGNATURE_IMAGES = "serving_default"
 SIGNATURE_PAIRS = "serve_pairs"
 IMAGE_INPUTS = ("digit_a", "digit_b")
 EXPORT_DIR = "export"
-# Verification tolerances: largest |artifact - Keras| allowed on any output probability.
-TOLERANCE = {"saved_model": 1e-4, "float32": 1e-4, "float16": 5e-3, "dynamic": 0.1,
-             "int8": 0.3, "qat-int8": None}  # QAT fine-tunes the weights: no closeness to Keras
+# Verification of the float artifacts: largest |artifact - Keras| allowed on any output probability.
+TOLERANCE = {"saved_model": 1e-4, "float32": 1e-4, "float16": 5e-3, "dynamic": None,
+             "int8": None, "qat-int8": None}
+# The quantized ones are checked on their decisions instead: a single borderline pair can move a
+# probability by 0.1-0.2 under int8 (seen on siamese-prob-aug, dynamic range) while the artifact is
+# sound; a broken one disagrees with Keras on many pairs. Share of test pairs whose a <= b decision
+# must match the Keras model's. QAT fine-tunes the weights, so it is a model of its own: it only
+# has to stay within MAX_QAT_ACCURACY_LOSS of the Keras model's pair accuracy.
+MIN_AGREEMENT = {"dynamic": 0.98, "int8": 0.98}
+MAX_QAT_ACCURACY_LOSS = 0.10
 # Targets of the issue for the int8 files, checked and printed (not enforced).
 TARGET_ACCURACY_DROP = 0.005
 TARGET_SIZE_RATIO = 1 / 3
@@ -464,6 +471,18 @@ def verify_tflite(path: str, mode: str, test: RawPairs, ref: dict, n_latency: in
     out = _dequantized(runner, runner(digit_a=test.digit_a, digit_b=test.digit_b))
     dev = _deviation(out, ref)
     _check_tolerance(mode, dev, path)
+    if mode in MIN_AGREEMENT:
+        agreement = float(np.mean(np.asarray(out["a_le_b"]) == np.asarray(ref["a_le_b"])))
+        if agreement < MIN_AGREEMENT[mode]:
+            raise ExportError(f"{path}: its decision matches the Keras model on only {100 * agreement:.1f} % "
+                              f"of the test pairs (mode {mode} needs {100 * MIN_AGREEMENT[mode]:.0f} %); "
+                              f"the artifact was not installed")
+    if mode == "qat-int8":
+        loss = float(np.mean(ref["a_le_b"] == test.pairs.target) - np.mean(out["a_le_b"] == test.pairs.target))
+        if loss > MAX_QAT_ACCURACY_LOSS:
+            raise ExportError(f"{path}: quantization-aware training lost {100 * loss:.1f} points of pair "
+                              f"accuracy (at most {100 * MAX_QAT_ACCURACY_LOSS:.0f} allowed); the artifact "
+                              f"was not installed")
 
     def call(a, b):
         return runner(digit_a=a, digit_b=b)

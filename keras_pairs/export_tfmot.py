@@ -143,10 +143,52 @@ def accuracy(model: tf_keras.Model, fit) -> float:
     return float(np.mean(out["pair"].argmax(-1) == fit["target"]))
 
 
+class NoOpQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    """Leaves a layer in float during QAT (the converter still quantizes it with calibration)."""
+
+    def get_weights_and_quantizers(self, layer):
+        return []
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        pass
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return []
+
+    def get_config(self):
+        return {}
+
+
+def quantize_encoder(encoder: tf_keras.Model) -> tf_keras.Model:
+    """``quantize_model`` of the encoder twin, trained weights kept.
+
+    tfmot quantizes BatchNormalization only where it folds into a preceding convolution; a BN after
+    a dense layer (the hidden layer of keras_pairs' own encoder) makes ``quantize_model`` refuse
+    the model, so such layers are annotated to stay float during QAT.
+    """
+    qk = tfmot.quantization.keras
+
+    def annotate(layer):
+        if isinstance(layer, L.BatchNormalization) and layer.name.startswith("fc"):
+            return qk.quantize_annotate_layer(layer, quantize_config=NoOpQuantizeConfig())
+        return qk.quantize_annotate_layer(layer)  # what quantize_model does to every layer
+
+    annotated = tf_keras.models.clone_model(encoder, clone_function=annotate)
+    annotated.set_weights(encoder.get_weights())
+    with qk.quantize_scope({"NoOpQuantizeConfig": NoOpQuantizeConfig}):
+        return qk.quantize_apply(annotated)
+
+
 def run_qat(job: dict, fit, weights) -> dict:
     encoder = build_encoder_twin(job["arch"]["encoder"], "digit_encoder")
     load_weights(encoder, build_siamese_twin(job["arch"], encoder), weights)
-    q_encoder = tfmot.quantization.keras.quantize_model(encoder)
+    q_encoder = quantize_encoder(encoder)
     model = build_siamese_twin(job["arch"], q_encoder)
     load_weights(encoder, model, weights)  # the head layers of the new siamese model
     before = accuracy(model, fit)

