@@ -19,6 +19,7 @@ Sources (``load_mnist(source)``):
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import logging
 import os
@@ -65,20 +66,26 @@ class Mnist:
 
 @dataclass(frozen=True)
 class PairSet:
-    """``images`` N x 14 x 14 x 2 float32, ``target`` N int32 (1 = a <= b), ``classes`` N x 2."""
+    """``images`` N x 14 x 14 x 2 float32, ``target`` N int32 (1 = a <= b), ``classes`` N x 2.
+
+    ``index`` (N x 2, when known) is where each digit sits in its split's raw images, so the raw
+    28x28 digits of a pair set can be looked up (export verifies on them) without redrawing.
+    """
 
     images: np.ndarray
     target: np.ndarray
     classes: np.ndarray
+    index: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.target)
 
     def take(self, index) -> "PairSet":
-        return PairSet(self.images[index], self.target[index], self.classes[index])
+        return PairSet(self.images[index], self.target[index], self.classes[index],
+                       None if self.index is None else self.index[index])
 
     def normalised(self, mean: float, std: float) -> "PairSet":
-        return PairSet(((self.images - mean) / std).astype(np.float32), self.target, self.classes)
+        return dataclasses.replace(self, images=((self.images - mean) / std).astype(np.float32))
 
 
 def pool_2x2(images: np.ndarray) -> np.ndarray:
@@ -116,7 +123,8 @@ def make_pairs(images: np.ndarray, labels: np.ndarray, nb: int, rng: np.random.G
         digits = pool_2x2(digits)
     pair_images = digits.reshape(nb, 2, 14, 14).transpose(0, 2, 3, 1)
     classes = labels[index].reshape(nb, 2).astype(np.int32)
-    return PairSet(np.ascontiguousarray(pair_images, dtype=np.float32), pair_target(classes), classes)
+    return PairSet(np.ascontiguousarray(pair_images, dtype=np.float32), pair_target(classes), classes,
+                   index.reshape(nb, 2))
 
 
 def generate_pair_sets(mnist: Mnist, nb_train: int, nb_test: int, seed: int) -> tuple[PairSet, PairSet]:

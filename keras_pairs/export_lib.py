@@ -223,52 +223,28 @@ class RawPairs:
     digit_b: np.ndarray
     pairs: data_lib.PairSet  # N x 14 x 14 x 2 unnormalised, with targets and classes
 
-    def take(self, index) -> "RawPairs":
-        return RawPairs(self.digit_a[index], self.digit_b[index], self.pairs.take(index))
+    @classmethod
+    def of(cls, pairs: data_lib.PairSet, images: np.ndarray) -> "RawPairs":
+        """The raw digits of ``pairs``, looked up in its split's 28x28 ``images``."""
+        digits = np.asarray(images, np.uint8)
+        return cls(np.ascontiguousarray(digits[pairs.index[:, 0]]),
+                   np.ascontiguousarray(digits[pairs.index[:, 1]]), pairs)
 
     def __len__(self) -> int:
         return len(self.digit_a)
 
 
-def raw_pair_sets(mnist: data_lib.Mnist, nb_train: int, nb_test: int, seed: int) -> tuple[RawPairs, RawPairs]:
-    """The pairs of ``generate_pair_sets(mnist, nb_train, nb_test, seed)`` with their raw digits.
-
-    It repeats make_pairs' draw (one ``rng.choice(len, 2 nb, replace=False)`` per split,
-    consecutive images form a pair) and checks the pooled result equals generate_pair_sets', so a
-    change of the protocol fails here loudly instead of exporting against other pairs.
-    """
-    train, test = data_lib.generate_pair_sets(mnist, nb_train, nb_test, seed)
-    rng = np.random.default_rng(seed)
-    out = []
-    for x, y, nb, pairs in ((mnist.x_train, mnist.y_train, nb_train, train),
-                            (mnist.x_test, mnist.y_test, nb_test, test)):
-        index = rng.choice(len(y), size=2 * nb, replace=False)
-        digits = np.asarray(x[index], np.uint8).reshape(nb, 2, 28, 28)
-        raw = RawPairs(np.ascontiguousarray(digits[:, 0]), np.ascontiguousarray(digits[:, 1]), pairs)
-        pooled = np.stack([data_lib.pool_2x2(raw.digit_a), data_lib.pool_2x2(raw.digit_b)], -1)
-        if not np.array_equal(pooled, pairs.images):
-            raise ExportError("internal: the raw digits do not reproduce generate_pair_sets' pairs; "
-                              "keras_pairs.data changed its draw, update raw_pair_sets")
-        out.append(raw)
-    return out[0], out[1]
-
-
 def run_pairs(config: dict, mnist=None) -> tuple[RawPairs, RawPairs]:
-    """(fit, test) pairs of the selected round: the training pairs minus validation, and test."""
-    from .training import split_validation
+    """(fit, test) pairs of the selected round, with their raw digits: the training pairs minus
+    validation (calibration, fine-tuning) and the test pairs (verification), drawn exactly as
+    training drew them."""
+    from .training import draw_round
 
     train_cfg = config["train"]
     mnist = mnist or data_lib.load_mnist(train_cfg["data"])
-    seed = int(config["seed"])
-    train, test = raw_pair_sets(mnist, train_cfg["nb_train"], train_cfg["nb_test"], seed)
-    # The same held-out split as training (rng seeded with the round seed, as Run._round).
-    fit_set, _ = split_validation(train.pairs, train_cfg["val_fraction"], np.random.default_rng(seed))
-    n_val = int(round(len(train) * train_cfg["val_fraction"]))
-    order = np.random.default_rng(seed).permutation(len(train))
-    fit = train.take(np.sort(order[n_val:]))
-    if not np.array_equal(fit.pairs.images, fit_set.images):
-        raise ExportError("internal: the fit/validation split differs from training.split_validation")
-    return fit, test
+    fit, _, test = draw_round(mnist, train_cfg["nb_train"], train_cfg["nb_test"], train_cfg["val_fraction"],
+                              int(config["seed"]))
+    return RawPairs.of(fit, mnist.x_train), RawPairs.of(test, mnist.x_test)
 
 
 # --- SavedModel -------------------------------------------------------------------------------
@@ -705,6 +681,6 @@ def config_from_dict(d: dict) -> ExportConfig:
 
 
 __all__ = ["MODES", "INT8_IO", "ExportConfig", "ExportError", "export_run", "convert_tflite",
-           "find_best_run", "raw_pair_sets", "run_tflite", "format_table"]
+           "find_best_run", "run_pairs", "run_tflite", "format_table"]
 
 _ = dataclasses  # kept for callers that use dataclasses.replace on ExportConfig

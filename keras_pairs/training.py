@@ -148,13 +148,21 @@ class RoundData:
         return (0.0 - self.mean) / self.std
 
 
-def prepare_round(mnist: data_lib.Mnist, nb_train: int, nb_test: int, val_fraction: float,
-                  seed: int) -> RoundData:
-    """Fresh train/test pairs for ``seed``, validation split off the TRAINING pairs, normalised
-    with the statistics of the pairs that are fitted (the test pairs contribute nothing)."""
+def draw_round(mnist: data_lib.Mnist, nb_train: int, nb_test: int, val_fraction: float,
+               seed: int) -> tuple[data_lib.PairSet, data_lib.PairSet | None, data_lib.PairSet]:
+    """(fit, validation, test) pairs of the round with this seed, unnormalised: fresh train/test
+    pairs, and the validation pairs split off the TRAINING pairs."""
     rng = np.random.default_rng(seed)
     train, test = data_lib.generate_pair_sets(mnist, nb_train, nb_test, seed)
     fit_pairs, val_pairs = split_validation(train, val_fraction, rng)
+    return fit_pairs, val_pairs, test
+
+
+def prepare_round(mnist: data_lib.Mnist, nb_train: int, nb_test: int, val_fraction: float,
+                  seed: int) -> RoundData:
+    """``draw_round`` normalised with the statistics of the pairs that are fitted (the test pairs
+    contribute nothing)."""
+    fit_pairs, val_pairs, test = draw_round(mnist, nb_train, nb_test, val_fraction, seed)
     mean, std = float(fit_pairs.images.mean()), float(fit_pairs.images.std())
     return RoundData(fit_pairs.normalised(mean, std),
                      val_pairs.normalised(mean, std) if val_pairs is not None else None,

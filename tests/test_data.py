@@ -35,6 +35,16 @@ def test_pairs_use_distinct_images_from_their_own_split(mnist):
         np.testing.assert_array_equal(labels[index].reshape(-1, 2), pairs.classes)
 
 
+def test_pairs_know_their_raw_digits(mnist):
+    train, test = data.generate_pair_sets(mnist, 50, 50, seed=2)
+    for pairs, images in ((train, mnist.x_train), (test, mnist.x_test)):
+        for channel in (0, 1):
+            np.testing.assert_array_equal(data.pool_2x2(images[pairs.index[:, channel]]),
+                                          pairs.images[..., channel])
+    subset = train.take([3, 1]).normalised(10.0, 2.0)
+    np.testing.assert_array_equal(subset.index, train.index[[3, 1]])
+
+
 def test_target_is_a_less_or_equal_b_with_ties_as_one():
     classes = np.array([[0, 0], [3, 7], [7, 3], [9, 9], [9, 0], [0, 9]])
     np.testing.assert_array_equal(data.pair_target(classes), [1, 1, 0, 1, 0, 1])
