@@ -3,6 +3,7 @@
     python experiments.py                              # all architectures x 10 rounds x 25 epochs
     python experiments.py --archs reportA --rounds 2   # report A's three models, 2 rounds
     python experiments.py --archs v1 v5 v6 --rounds 3 --epochs 10 --output results/quick
+    python experiments.py --archs best --rounds 10 --test-curves none --output results/best  # our model
     python experiments.py --plot-only results/reproduction   # redraw the figures
 
 Writes OUTPUT/{results.json, rounds.csv, epochs.csv, table.md, *.png}. Flags only: the work is
@@ -24,7 +25,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Run architectures for N rounds and write tables and figures.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="sets: all, reportA (baseline siamese2 siamese10), reportB (base, v1..v6, v1-3 noaux)\n"
+        epilog="sets: all, reportA (baseline siamese2 siamese10), reportB (base, v1..v6, v1-3 noaux),\n"
+               "      ablation (keras_pairs' own model and its ingredients), best (siamese-prob-aug-tta and -x2)\n"
                + arch_help())
     parser.add_argument("--archs", nargs="+", default=["reportA", "reportB"], metavar="NAME",
                         help="architectures or sets (default: all)")

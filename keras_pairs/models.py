@@ -110,25 +110,57 @@ def build_model(arch: ArchConfig, background: float = 0.0) -> keras.Model:
         _, logits = body(pairs)
         return keras.Model(pairs, {"pair": layers.Softmax(name="pair")(logits)}, name=arch.name)
 
-    digit_a_image = pairs[..., 0:1]
-    digit_b_image = pairs[..., 1:2]
-    feats_a, feats_b, logits_a, logits_b, probs_a, probs_b = [], [], [], [], [], []
-    for k in range(arch.ensemble):
+    digit_a, digit_b, feats, logits, members = _digit_probabilities(arch, pairs, background, views=[pairs])
+    outputs = _siamese_outputs(arch, digit_a, digit_b, feats, logits)
+    if arch.ensemble > 1:  # each member trains on its own losses: independent members
+        for k, (member_a, member_b) in enumerate(members):
+            outputs[f"digit_a_{k}"] = layers.Identity(name=f"digit_a_{k}")(member_a)
+            outputs[f"digit_b_{k}"] = layers.Identity(name=f"digit_b_{k}")(member_b)
+            outputs[f"pair_{k}"] = layers.Identity(name=f"pair_{k}")(prob_a_le_b(member_a, member_b))
+    return keras.Model(pairs, outputs, name=arch.name.replace("-", "_"))
+
+
+def averaged_output(name: str) -> str:
+    """"digit_a_1" -> "digit_a", "pair_0" -> "pair": the output an ensemble member's output is part of."""
+    base, _, k = name.rpartition("_")
+    return base if k.isdigit() and base in ("digit_a", "digit_b", "pair") else name
+
+
+def _digit_probabilities(arch: ArchConfig, pairs, background: float, views, encoders=None):
+    """Both digits' probabilities, averaged over ensemble members and input views.
+
+    Builds the encoders (one per ensemble member, each applied to both digits) unless given.
+    Returns (digit_a, digit_b, (features_a, features_b), (logits_a, logits_b), members): features
+    and logits of the first member on the first view (what the trainable heads read), and with a
+    single view each member's own (probs_a, probs_b).
+    """
+    if encoders is None:
         # ONE encoder object per ensemble member, applied to both digits: shared weights.
-        encoder = build_encoder(arch.encoder, 1, 10, name="digit_encoder" + (f"_{k}" if k else ""),
-                                background=background)
-        fa, la = encoder(digit_a_image)
-        fb, lb = encoder(digit_b_image)
-        feats_a.append(fa), feats_b.append(fb), logits_a.append(la), logits_b.append(lb)
-        probs_a.append(layers.Softmax(name=f"digit_a_probs_{k}")(la))
-        probs_b.append(layers.Softmax(name=f"digit_b_probs_{k}")(lb))
-    if arch.ensemble == 1:
+        encoders = [build_encoder(arch.encoder, 1, 10, name="digit_encoder" + (f"_{k}" if k else ""),
+                                  background=background) for k in range(arch.ensemble)]
+    probs_a, probs_b, first, members = [], [], None, []
+    for k, encoder in enumerate(encoders):
+        start = len(probs_a)
+        for v, view in enumerate(views):
+            fa, la = encoder(view[..., 0:1])
+            fb, lb = encoder(view[..., 1:2])
+            if first is None:
+                first = ((fa, fb), (la, lb))
+            suffix = f"_{k}" + (f"_view{v}" if len(views) > 1 else "")
+            probs_a.append(layers.Softmax(name=f"digit_a_probs{suffix}")(la))
+            probs_b.append(layers.Softmax(name=f"digit_b_probs{suffix}")(lb))
+        if len(views) == 1:
+            members.append((probs_a[start], probs_b[start]))
+    if len(probs_a) == 1:
         digit_a = layers.Identity(name="digit_a")(probs_a[0])
         digit_b = layers.Identity(name="digit_b")(probs_b[0])
     else:
         digit_a = layers.Average(name="digit_a")(probs_a)
         digit_b = layers.Average(name="digit_b")(probs_b)
+    return digit_a, digit_b, first[0], first[1], members
 
+
+def _siamese_outputs(arch: ArchConfig, digit_a, digit_b, feats, logits) -> dict:
     outputs = {}
     head = arch.head
     if head in ("compare", "probabilistic"):
@@ -140,7 +172,7 @@ def build_model(arch: ArchConfig, background: float = 0.0) -> keras.Model:
     else:
         if arch.ensemble != 1:
             raise ValueError(f"{arch.name}: ensembles need the 'compare' or 'probabilistic' head")
-        (fa,), (fb,), (la,), (lb,) = feats_a, feats_b, logits_a, logits_b
+        (fa, fb), (la, lb) = feats, logits
         if head == "digits_concat":
             x = layers.Concatenate(name="concat_digits")([la, lb])
         elif head == "features_concat":
@@ -161,7 +193,43 @@ def build_model(arch: ArchConfig, background: float = 0.0) -> keras.Model:
     if arch.predicts_digits:
         outputs["digit_a"] = digit_a
         outputs["digit_b"] = digit_b
-    return keras.Model(pairs, outputs, name=arch.name.replace("-", "_"))
+    return outputs
+
+
+# Test-time shifts: the digit itself and its eight 1-pixel shifts (the 3x3 neighbourhood). On
+# development runs (6 rounds, train-pool digits never drawn) the views scored, in pair / digit
+# accuracy: 1 view 98.17 / 97.50, the 4 axis shifts 98.45 / 97.77, the 3x3 neighbourhood 98.53 / 97.87,
+# adding 2-pixel shifts 98.42 / 97.77, the whole 5x5 neighbourhood 98.25 / 97.70.
+TEST_TIME_SHIFTS = tuple((dy, dx) for dy in (0, 1, -1) for dx in (0, 1, -1))
+
+
+def shift_pixels(images, dy: int, dx: int, background: float):
+    """``images`` (N x 14 x 14 x C) moved by (dy, dx) pixels, uncovered pixels set to ``background``."""
+    if (dy, dx) == (0, 0):
+        return images
+    p = max(abs(dy), abs(dx))
+    padded = ops.pad(images - background, [[0, 0], [p, p], [p, p], [0, 0]])
+    return padded[:, p - dy:p - dy + 14, p - dx:p - dx + 14, :] + background
+
+
+def inference_model(model: keras.Model, arch: ArchConfig, background: float = 0.0) -> keras.Model:
+    """The model to evaluate, save and export after training.
+
+    For an architecture with ``test_time_shifts`` it is a new model around the SAME trained
+    encoders whose digit probabilities are averaged over the digit and its eight 1-pixel shifts
+    (deterministic: nothing random reaches inference). Training never pays for the shifts: fit
+    runs on ``model``. An ensemble's inference model drops the members' own outputs (they exist to
+    carry the training losses). For every other architecture it is ``model`` itself.
+    """
+    if not arch.test_time_shifts and arch.ensemble == 1:
+        return model
+    pairs = keras.Input(INPUT_SHAPE, name="pairs")
+    shifts = TEST_TIME_SHIFTS if arch.test_time_shifts else ((0, 0),)
+    views = [shift_pixels(pairs, dy, dx, background) for dy, dx in shifts]
+    digit_a, digit_b, feats, logits, _ = _digit_probabilities(arch, pairs, background, views,
+                                                              encoders=digit_encoders(model))
+    return keras.Model(pairs, _siamese_outputs(arch, digit_a, digit_b, feats, logits),
+                       name=model.name + ("_shifts" if arch.test_time_shifts else ""))
 
 
 def prob_a_le_b(probs_a, probs_b):
@@ -213,15 +281,19 @@ def compile_model(model: keras.Model, arch: ArchConfig, steps_per_epoch: int = 9
     """
     loss, weights, metrics = {}, {}, {}
     ce = keras.losses.SparseCategoricalCrossentropy
-    if arch.trains_pair_output:
-        loss["pair"] = ce(name="pair_loss")
-        weights["pair"] = arch.pair_loss_weight
-    if arch.predicts_digits and arch.aux_loss:
-        for out in ("digit_a", "digit_b"):
-            loss[out] = ce(name=f"{out}_loss")
-            weights[out] = arch.digit_loss_weight
+    # An ensemble's losses sit on each member's outputs (independent members), not on the average.
+    members = [f"_{k}" for k in range(arch.ensemble)] if arch.ensemble > 1 else [""]
+    for m in members:
+        if arch.trains_pair_output:
+            loss["pair" + m] = ce(name=f"pair{m}_loss")
+            weights["pair" + m] = arch.pair_loss_weight
+        if arch.predicts_digits and arch.aux_loss:
+            for out in ("digit_a", "digit_b"):
+                loss[out + m] = ce(name=f"{out}{m}_loss")
+                weights[out + m] = arch.digit_loss_weight
     for out in model.output_names:
-        metrics[out] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        if averaged_output(out) == out:  # the members' own accuracies would only crowd the logs
+            metrics[out] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     model.compile(optimizer=make_optimizer(arch, steps_per_epoch), loss=loss, loss_weights=weights,
                   metrics=metrics, jit_compile=jit_compile)
     return model

@@ -110,8 +110,16 @@ def describe_devices() -> dict:
 
 def targets_for(model, pairs: data_lib.PairSet) -> dict:
     """The target dict for the model's outputs (keyed by output name)."""
+    return targets_for_names(model.output_names, pairs)
+
+
+def targets_for_names(names, pairs: data_lib.PairSet) -> dict:
+    """The target of each named output; an ensemble member's outputs ("digit_a_1", "pair_0", ...)
+    have the target of the output they are averaged into."""
+    from .models import averaged_output
+
     all_targets = _all_targets(pairs)
-    return {name: all_targets[name] for name in model.output_names}
+    return {name: all_targets[averaged_output(name)] for name in names}
 
 
 def evaluate_pairs(model, pairs: data_lib.PairSet, batch_size: int = 1000) -> dict:
@@ -262,7 +270,7 @@ class PairSampler(keras.utils.PyDataset):
         images = np.stack([self.digits[index[:, 0]], self.digits[index[:, 1]]], axis=-1)
         classes = self.labels[index]
         pairs = data_lib.PairSet(images, data_lib.pair_target(classes), classes)
-        return images, {k: v for k, v in _all_targets(pairs).items() if k in self.outputs}
+        return images, targets_for_names(self.outputs, pairs)
 
 
 def _all_targets(pairs: data_lib.PairSet) -> dict:
@@ -349,7 +357,7 @@ class Run:
             raise
 
     def _round(self, r: int, mnist, strategy, work_dir) -> dict:
-        from .models import build_model, compile_model
+        from .models import build_model, compile_model, inference_model
 
         cfg, arch = self.cfg, self.cfg.arch
         seed = cfg.seed + r
@@ -377,6 +385,7 @@ class Run:
         history = model.fit(epochs=arch.epochs, callbacks=callbacks, verbose=cfg.verbose,
                             **fit_inputs(model, arch, fit_pairs, val_pairs, seed))
         train_seconds = time.perf_counter() - start
+        model = inference_model(model, arch, data.background)  # test-time shifts, where the arch has them
         result = {
             "round": r, "seed": seed, "seconds": train_seconds,
             "epochs_run": len(history.epoch),

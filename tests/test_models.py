@@ -21,7 +21,8 @@ PARAMS = {
     "v1-noaux": 43124, "v2-noaux": 43596, "v3-noaux": 43340,
     "v4": 43082, "v5": 43124, "v6": 44556,
     "siamese-prob-aug": 141418, "ablate-strong-argmax": 141418, "ablate-prob": 141418,
-    "ablate-prob-aug-pairs": 141418, "siamese-prob-aug-x3": 424254,
+    "ablate-prob-aug-pairs": 141418, "siamese-prob-aug-x3": 424254, "siamese-prob-aug-tta": 141418,
+    "siamese-prob-aug-tta-x2": 282836,
 }
 
 
@@ -44,6 +45,8 @@ def expected_outputs(arch):
         names |= {"digit_a", "digit_b"}
     if arch.head == "probabilistic":
         names.add("pair_argmax")
+    if arch.ensemble > 1:  # the members' own outputs carry the training losses
+        names |= {f"{out}_{k}" for k in range(arch.ensemble) for out in ("digit_a", "digit_b", "pair")}
     return names
 
 
@@ -96,7 +99,7 @@ def test_every_model_reloads_with_safe_mode_in_a_fresh_process(tmp_path, pairs):
     for name, arch in ALL.items():
         if arch.ensemble > 1:
             continue  # same layers as its single-encoder twin, three times: too slow to add here
-        model = models.build_model(arch)
+        model = models.inference_model(models.build_model(arch), arch, background=-0.4)  # as saved
         model.save(tmp_path / f"{name}.keras")
         expected[name] = model.predict(pairs.images, verbose=0)
     np.save(tmp_path / "x.npy", pairs.images)
@@ -167,3 +170,47 @@ def test_config_round_trip_and_strict_overrides():
         config.with_overrides(config.get_arch("v1"), head="compare")
     with pytest.raises(TypeError, match="epochs must be int"):
         config.with_overrides(config.get_arch("v1"), epochs="5")
+
+
+def test_test_time_shifts_average_five_shifted_views_of_the_trained_encoder(pairs):
+    arch = dataclasses.replace(config.get_arch("siamese-prob-aug"), test_time_shifts=True)
+    background = float(pairs.images.min())
+    model = models.build_model(arch, background=background)
+    shifted = models.inference_model(model, arch, background)
+    assert models.digit_encoders(shifted) == models.digit_encoders(model)  # the same trained weights
+    assert models.inference_model(model, config.get_arch("siamese-prob-aug"), background) is model
+
+    def moved(x, dy, dx):  # numpy reference: move by (dy, dx), fill with the background
+        out = np.full_like(x, background)
+        out[:, max(dy, 0):14 + min(dy, 0), max(dx, 0):14 + min(dx, 0)] = \
+            x[:, max(-dy, 0):14 + min(-dy, 0), max(-dx, 0):14 + min(-dx, 0)]
+        return out
+
+    x = pairs.images[:16]
+    views = [model.predict(moved(x, dy, dx), verbose=0) for dy, dx in models.TEST_TIME_SHIFTS]
+    got = shifted.predict(x, verbose=0)
+    assert set(got) == expected_outputs(arch)
+    for key in ("digit_a", "digit_b"):
+        np.testing.assert_allclose(got[key], np.mean([v[key] for v in views], 0), atol=1e-5)
+    np.testing.assert_allclose(got["pair"], models.prob_a_le_b(got["digit_a"], got["digit_b"]), atol=1e-5)
+    np.testing.assert_allclose(shifted.predict(x, verbose=0)["pair"], got["pair"])  # deterministic
+
+
+def test_test_time_shifts_need_a_head_without_weights():
+    with pytest.raises(ValueError, match="test_time_shifts needs the 'compare' or 'probabilistic' head"):
+        dataclasses.replace(config.get_arch("v5"), test_time_shifts=True).validate()
+
+
+def test_ensemble_members_train_on_their_own_losses_and_inference_averages_them(pairs):
+    arch = config.get_arch("siamese-prob-aug-x3")
+    model = models.compile_model(models.build_model(arch), arch)
+    # Losses on each member's outputs (independent members), none on the averaged outputs.
+    assert set(model.loss) == {f"{out}_{k}" for k in range(3) for out in ("digit_a", "digit_b", "pair")}
+    out = model.predict(pairs.images[:8], verbose=0)
+    np.testing.assert_allclose(out["digit_a"], np.mean([out[f"digit_a_{k}"] for k in range(3)], 0), atol=1e-6)
+    assert models.averaged_output("digit_b_2") == "digit_b" and models.averaged_output("pair_argmax") == "pair_argmax"
+    inference = models.inference_model(model, arch)
+    assert set(inference.output_names) == {"pair", "pair_argmax", "digit_a", "digit_b"}
+    got = inference.predict(pairs.images[:8], verbose=0)
+    for key in got:
+        np.testing.assert_allclose(got[key], out[key], atol=1e-6)
