@@ -110,7 +110,7 @@ def build_model(arch: ArchConfig, background: float = 0.0) -> keras.Model:
         _, logits = body(pairs)
         return keras.Model(pairs, {"pair": layers.Softmax(name="pair")(logits)}, name=arch.name)
 
-    digit_a, digit_b, feats, logits, members = _digit_probabilities(arch, pairs, background, views=[pairs])
+    digit_a, digit_b, feats, logits, members = _digit_probabilities(arch, pairs, background)
     outputs = _siamese_outputs(arch, digit_a, digit_b, feats, logits)
     if arch.ensemble > 1:  # each member trains on its own losses: independent members
         for k, (member_a, member_b) in enumerate(members):
@@ -126,38 +126,35 @@ def averaged_output(name: str) -> str:
     return base if k.isdigit() and base in ("digit_a", "digit_b", "pair") else name
 
 
-def _digit_probabilities(arch: ArchConfig, pairs, background: float, views, encoders=None):
-    """Both digits' probabilities, averaged over ensemble members and input views.
+def _digit_probabilities(arch: ArchConfig, pairs, background: float, encoders=None):
+    """Both digits' probabilities, averaged over the ensemble members.
 
     Builds the encoders (one per ensemble member, each applied to both digits) unless given.
     Returns (digit_a, digit_b, (features_a, features_b), (logits_a, logits_b), members): features
-    and logits of the first member on the first view (what the trainable heads read), and with a
-    single view each member's own (probs_a, probs_b).
+    and logits of the first member (what the trainable heads read) and each member's own
+    (probs_a, probs_b). Each digit is its own encoder call: in training, batch normalisation sees
+    the a-digits and the b-digits separately.
     """
     if encoders is None:
         # ONE encoder object per ensemble member, applied to both digits: shared weights.
         encoders = [build_encoder(arch.encoder, 1, 10, name="digit_encoder" + (f"_{k}" if k else ""),
                                   background=background) for k in range(arch.ensemble)]
-    probs_a, probs_b, first, members = [], [], None, []
+    members, first = [], None
     for k, encoder in enumerate(encoders):
-        start = len(probs_a)
-        for v, view in enumerate(views):
-            fa, la = encoder(view[..., 0:1])
-            fb, lb = encoder(view[..., 1:2])
-            if first is None:
-                first = ((fa, fb), (la, lb))
-            suffix = f"_{k}" + (f"_view{v}" if len(views) > 1 else "")
-            probs_a.append(layers.Softmax(name=f"digit_a_probs{suffix}")(la))
-            probs_b.append(layers.Softmax(name=f"digit_b_probs{suffix}")(lb))
-        if len(views) == 1:
-            members.append((probs_a[start], probs_b[start]))
-    if len(probs_a) == 1:
-        digit_a = layers.Identity(name="digit_a")(probs_a[0])
-        digit_b = layers.Identity(name="digit_b")(probs_b[0])
-    else:
-        digit_a = layers.Average(name="digit_a")(probs_a)
-        digit_b = layers.Average(name="digit_b")(probs_b)
+        fa, la = encoder(pairs[..., 0:1])
+        fb, lb = encoder(pairs[..., 1:2])
+        if first is None:
+            first = ((fa, fb), (la, lb))
+        members.append((layers.Softmax(name=f"digit_a_probs_{k}")(la),
+                        layers.Softmax(name=f"digit_b_probs_{k}")(lb)))
+    digit_a, digit_b = _average_members([a for a, _ in members], [b for _, b in members])
     return digit_a, digit_b, first[0], first[1], members
+
+
+def _average_members(probs_a: list, probs_b: list):
+    if len(probs_a) == 1:
+        return layers.Identity(name="digit_a")(probs_a[0]), layers.Identity(name="digit_b")(probs_b[0])
+    return layers.Average(name="digit_a")(probs_a), layers.Average(name="digit_b")(probs_b)
 
 
 def _siamese_outputs(arch: ArchConfig, digit_a, digit_b, feats, logits) -> dict:
@@ -224,12 +221,25 @@ def inference_model(model: keras.Model, arch: ArchConfig, background: float = 0.
     if not arch.test_time_shifts and arch.ensemble == 1:
         return model
     pairs = keras.Input(INPUT_SHAPE, name="pairs")
-    shifts = TEST_TIME_SHIFTS if arch.test_time_shifts else ((0, 0),)
-    views = [shift_pixels(pairs, dy, dx, background) for dy, dx in shifts]
-    digit_a, digit_b, feats, logits, _ = _digit_probabilities(arch, pairs, background, views,
-                                                              encoders=digit_encoders(model))
-    return keras.Model(pairs, _siamese_outputs(arch, digit_a, digit_b, feats, logits),
-                       name=model.name + ("_shifts" if arch.test_time_shifts else ""))
+    encoders = digit_encoders(model)
+    if not arch.test_time_shifts:
+        digit_a, digit_b, feats, logits, _ = _digit_probabilities(arch, pairs, background, encoders)
+        return keras.Model(pairs, _siamese_outputs(arch, digit_a, digit_b, feats, logits), name=model.name)
+    # All views of both digits go through each encoder as ONE batch (9 x 2 x N digits): one call per
+    # encoder keeps the saved graph and the TFLite files small. Inference-mode BN normalises every
+    # digit on its own, so batching changes nothing in the result.
+    n_views = len(TEST_TIME_SHIFTS)
+    views = [shift_pixels(pairs, dy, dx, background) for dy, dx in TEST_TIME_SHIFTS]
+    digits = ops.concatenate([v[..., 0:1] for v in views] + [v[..., 1:2] for v in views], axis=0)
+    probs_a, probs_b = [], []
+    for encoder in encoders:
+        _, logits = encoder(digits)
+        probs = ops.reshape(ops.softmax(logits, axis=-1), (2, n_views, -1, 10))  # digit, view, pair
+        mean_a, mean_b = ops.unstack(ops.mean(probs, axis=1), 2, axis=0)
+        probs_a.append(mean_a)
+        probs_b.append(mean_b)
+    digit_a, digit_b = _average_members(probs_a, probs_b)
+    return keras.Model(pairs, _siamese_outputs(arch, digit_a, digit_b, None, None), name=model.name + "_shifts")
 
 
 def prob_a_le_b(probs_a, probs_b):

@@ -80,9 +80,12 @@ def test_outputs_shared_encoder_and_parameters(name, pairs):
 
 
 @pytest.mark.parametrize("name", list(ALL))
-def test_one_training_step_lowers_the_loss(name, pairs):
+def test_a_few_training_steps_lower_the_loss(name, pairs):
     # Dropout and augmentation off so that the training-mode loss is deterministic; what is under
     # test is that every loss is wired to its output and the optimiser moves the right weights.
+    import keras
+
+    keras.utils.set_random_seed(0)  # deterministic: a single Adam step can go uphill
     arch = ALL[name]
     # One step at the report's rate can overshoot (siamese2 uses SGD at lr 1): use at most 1e-3.
     arch = dataclasses.replace(arch, learning_rate=min(arch.learning_rate, 1e-3),
@@ -90,7 +93,8 @@ def test_one_training_step_lowers_the_loss(name, pairs):
     model = models.compile_model(models.build_model(arch), arch)
     y = training.targets_for(model, pairs)
     before = model.train_on_batch(pairs.images, y, return_dict=True)["loss"]
-    after = model.train_on_batch(pairs.images, y, return_dict=True)["loss"]  # loss after one step
+    for _ in range(4):
+        after = model.train_on_batch(pairs.images, y, return_dict=True)["loss"]  # loss after the steps
     assert np.isfinite(before) and after < before
 
 
@@ -172,7 +176,7 @@ def test_config_round_trip_and_strict_overrides():
         config.with_overrides(config.get_arch("v1"), epochs="5")
 
 
-def test_test_time_shifts_average_five_shifted_views_of_the_trained_encoder(pairs):
+def test_test_time_shifts_average_the_shifted_views_of_the_trained_encoder(pairs):
     arch = dataclasses.replace(config.get_arch("siamese-prob-aug"), test_time_shifts=True)
     background = float(pairs.images.min())
     model = models.build_model(arch, background=background)
