@@ -91,10 +91,7 @@ def main():
         # test-time augmentation: identity + 1-pixel shifts (background fill)
         tta = [probs]
         for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-            sh = np.full_like(dev_x, data.background)
-            ys = slice(max(dy, 0), 14 + min(dy, 0)); yd = slice(max(-dy, 0), 14 + min(-dy, 0))
-            xs = slice(max(dx, 0), 14 + min(dx, 0)); xd = slice(max(-dx, 0), 14 + min(-dx, 0))
-            sh[:, ys, xs] = dev_x[:, yd, xd]
+            sh = keras.ops.convert_to_numpy(models.shift_pixels(keras.ops.convert_to_tensor(dev_x[..., None]), dy, dx, data.background))[..., 0]
             tta.append(model.predict(np.stack([sh, sh], -1), batch_size=1000, verbose=0)["digit_a"])
         tta = np.mean(tta, 0)
         tag = (args.tag or args.arch) + f"_i{args.init}"

@@ -157,14 +157,14 @@ class ReusableModel:
         self._predict = None
 
     def fresh(self, background: float, n_fit: int | None = None):
-        from .models import build_model, compile_model
+        from .models import build_model, compile_model, has_inference_model
 
         new = build_model(self.arch, background=background)
         if self.model is not None and self.reuse:
             self.model.set_weights(new.get_weights())  # includes the dropout seed states
             for var, value in zip(self.model.optimizer.variables, self._optimizer_init):
                 var.assign(value)
-            if self.arch.test_time_shifts:  # back to the training model until finish_training
+            if has_inference_model(self.arch):  # back to the training model until finish_training
                 self._predict = None
             return self.model
         compile_model(new, self.arch, **({"steps_per_epoch": steps_per_epoch(self.arch, n_fit)} if n_fit else {}))
@@ -177,11 +177,10 @@ class ReusableModel:
 
     def finish_training(self, background: float) -> None:
         """From now on ``predict`` runs the inference model (``models.inference_model``)."""
-        from .models import inference_model
+        from .models import has_inference_model, inference_model
 
-        if self.arch.test_time_shifts:
-            model = inference_model(self.model, self.arch, background)
-            self._predict = tf_predict(model)
+        if has_inference_model(self.arch):
+            self._predict = tf_predict(inference_model(self.model, self.arch, background))
 
     def predict(self, images: np.ndarray) -> dict:
         """Outputs on a whole set in one traced call (cheaper than ``model.predict`` per epoch)."""

@@ -550,10 +550,9 @@ def export_run(cfg: ExportConfig) -> dict:
             rep = representative_images(fit, cfg.calibration_pairs)
             for mode in cfg.modes:
                 path = os.path.join(work, f"{arch['name']}_{mode}.tflite")
-                if mode == "qat-int8" and (arch.get("test_time_shifts") or arch.get("ensemble", 1) > 1):
-                    # The tf_keras twin that QAT trains is one encoder's training graph.
-                    skipped.append(f"qat-int8 skipped: the quantization-aware twin has one encoder and no "
-                                   f"test-time shifts, {arch['name']} has more; its int8 file is post-training")
+                if mode == "qat-int8" and _tfmot_unsupported(arch):
+                    skipped.append(f"qat-int8 skipped: {_tfmot_unsupported(arch)}, which the quantization-"
+                                   f"aware twin cannot hold; the int8 file is post-training")
                     log.info(skipped[-1])
                     continue
                 if mode == "qat-int8":
@@ -640,10 +639,22 @@ def _save_keras_weights(model, work: str) -> str:
     return path
 
 
+def _tfmot_unsupported(arch: dict) -> str | None:
+    """Why the tf_keras twin (one encoder's training graph) cannot stand for this model, or None."""
+    if not arch["siamese"]:
+        return f"{arch['name']} is not siamese"
+    if arch.get("ensemble", 1) != 1:
+        return f"{arch['name']} is an ensemble"
+    if arch.get("test_time_shifts"):
+        return f"{arch['name']} averages test-time shifts"
+    return None
+
+
 def _check_tfmot_arch(arch: dict, what: str) -> None:
-    if not arch["siamese"] or arch.get("ensemble", 1) != 1:
-        raise ExportError(f"{what} supports siamese models with one digit encoder; "
-                          f"{arch['name']} is {'an ensemble' if arch['siamese'] else 'not siamese'}")
+    why = _tfmot_unsupported(arch)
+    if why:
+        raise ExportError(f"{what} supports siamese models with one digit encoder and no test-time "
+                          f"shifts; {why}")
 
 
 def _job(task, model, arch, fit, mean, std, cfg, work, **extra) -> dict:

@@ -209,6 +209,12 @@ def shift_pixels(images, dy: int, dx: int, background: float):
     return padded[:, p - dy:p - dy + 14, p - dx:p - dx + 14, :] + background
 
 
+def has_inference_model(arch: ArchConfig) -> bool:
+    """Whether ``inference_model`` builds a model of its own (test-time shifts, or ensemble members'
+    outputs to drop) rather than returning the trained one."""
+    return arch.test_time_shifts or arch.ensemble > 1
+
+
 def inference_model(model: keras.Model, arch: ArchConfig, background: float = 0.0) -> keras.Model:
     """The model to evaluate, save and export after training.
 
@@ -218,7 +224,7 @@ def inference_model(model: keras.Model, arch: ArchConfig, background: float = 0.
     runs on ``model``. An ensemble's inference model drops the members' own outputs (they exist to
     carry the training losses). For every other architecture it is ``model`` itself.
     """
-    if not arch.test_time_shifts and arch.ensemble == 1:
+    if not has_inference_model(arch):
         return model
     pairs = keras.Input(INPUT_SHAPE, name="pairs")
     encoders = digit_encoders(model)
