@@ -53,7 +53,7 @@ REPORT_B = ("base", "v1-noaux", "v2-noaux", "v3-noaux", "v1", "v2", "v3", "v4", 
 # keras_pairs' own model and the ablation of its ingredients (README, "Beyond the reports").
 BEST_SET = ("siamese-prob-aug-tta", "siamese-prob-aug-tta-x2")
 ABLATION = ("ablate-strong-argmax", "ablate-prob", "siamese-prob-aug", "ablate-prob-aug-pairs", *BEST_SET)
-# The shifts and the second encoder: each run also scores its weights without the shifts.
+# The views and the second encoder: each run also scores its weights without the views.
 ARCH_SETS = {"reportA": REPORT_A, "reportB": REPORT_B, "ablation": ABLATION, "best": BEST_SET}
 
 # The reports' tables: (title, [(arch, row label in the report)]).
@@ -318,8 +318,8 @@ def run_arch_rounds(arch: ArchConfig, exp: ExperimentConfig, mnist: data_lib.Mni
         history = model.fit(epochs=arch.epochs, callbacks=callbacks, verbose=0, **fit_data)
         seconds = time.perf_counter() - start
         row = {"round": r, "seed": seed, "seconds": seconds, "epochs_run": len(history.epoch)}
-        if arch.test_time_shifts:  # the same weights without the shifts: their exact ablation
-            row["test_without_shifts"] = score_outputs(reusable.predict(test.images), test)
+        if arch.test_time_views:  # the same weights without the views: their exact ablation
+            row["test_without_views"] = score_outputs(reusable.predict(test.images), test)
         reusable.finish_training(data.background)
         out = reusable.predict(test.images)
         row["test"] = score_outputs(out, test)
@@ -355,9 +355,9 @@ def _round_summary(rounds: list[dict]) -> dict:
     for key in ("digit_accuracy", "pair_argmax_accuracy"):
         if key in rounds[0]["test"]:
             summary[key] = _summary([r["test"][key] for r in rounds])
-    if "test_without_shifts" in rounds[0]:
-        summary["without_shifts"] = {key: _summary([r["test_without_shifts"][key] for r in rounds])
-                                     for key in rounds[0]["test_without_shifts"]}
+    if "test_without_views" in rounds[0]:
+        summary["without_views"] = {key: _summary([r["test_without_views"][key] for r in rounds])
+                                     for key in rounds[0]["test_without_views"]}
     return summary
 
 
@@ -462,7 +462,7 @@ def round_rows(doc: dict) -> list[dict]:
             row = {"arch": name, "round": r["round"], "seed": r["seed"], "epochs_run": r["epochs_run"],
                    "seconds": round(r["seconds"], 3)}
             row.update({f"test_{k}": v for k, v in r["test"].items()})
-            row.update({f"test_without_shifts_{k}": v for k, v in r.get("test_without_shifts", {}).items()})
+            row.update({f"test_without_views_{k}": v for k, v in r.get("test_without_views", {}).items()})
             row.update({f"val_{k}": v for k, v in r.get("validation", {}).items()})
             rows.append(row)
     return rows
@@ -550,9 +550,9 @@ def _ablation_lines(archs: dict) -> list[str]:
              "|---|---|---|---|---|---|"]
     for a in present:
         t = archs[a]["test"]
-        plain = t.get("without_shifts")
+        plain = t.get("without_views")
         if plain:
-            lines.append(f"| {a}, without its test-time shifts | the same trained weights, each digit seen once "
+            lines.append(f"| {a}, without its test-time views | the same trained weights, each digit seen once "
                          f"| {_pct(plain['pair_accuracy'])} | {_pct(plain.get('pair_argmax_accuracy'))} "
                          f"| {_pct(plain.get('digit_accuracy'))} | {t['seconds_per_round']['mean']:.1f} |")
         lines.append(f"| {a} | {archs[a]['description']} | {_pct(t['pair_accuracy'])} "

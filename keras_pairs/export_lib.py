@@ -645,8 +645,8 @@ def _tfmot_unsupported(arch: dict) -> str | None:
         return f"{arch['name']} is not siamese"
     if arch.get("ensemble", 1) != 1:
         return f"{arch['name']} is an ensemble"
-    if arch.get("test_time_shifts"):
-        return f"{arch['name']} averages test-time shifts"
+    if arch.get("test_time_views") or arch.get("test_time_shifts"):
+        return f"{arch['name']} averages test-time views"
     return None
 
 
@@ -654,7 +654,7 @@ def _check_tfmot_arch(arch: dict, what: str) -> None:
     why = _tfmot_unsupported(arch)
     if why:
         raise ExportError(f"{what} supports siamese models with one digit encoder and no test-time "
-                          f"shifts; {why}")
+                          f"views; {why}")
 
 
 def _job(task, model, arch, fit, mean, std, cfg, work, **extra) -> dict:

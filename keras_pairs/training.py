@@ -385,7 +385,7 @@ class Run:
         history = model.fit(epochs=arch.epochs, callbacks=callbacks, verbose=cfg.verbose,
                             **fit_inputs(model, arch, fit_pairs, val_pairs, seed))
         train_seconds = time.perf_counter() - start
-        model = inference_model(model, arch, data.background)  # test-time shifts, where the arch has them
+        model = inference_model(model, arch, data.background)  # test-time views, where the arch has them
         result = {
             "round": r, "seed": seed, "seconds": train_seconds,
             "epochs_run": len(history.epoch),

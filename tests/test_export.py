@@ -333,7 +333,7 @@ def test_prune_reports_sparsity(exported, tmp_path, mnist):
     assert os.path.isfile(os.path.join(run_dir, "export", "v5_float32.tflite"))
 
 
-# --- keras_pairs' best model: its test-time shifts travel into every artifact ----------------
+# --- keras_pairs' best model: its test-time views travel into every artifact ----------------
 
 
 @pytest.fixture(scope="session")
@@ -350,7 +350,7 @@ def exported_tta(tmp_path_factory, mnist):
                                    latency_pairs=2, modes=("float32", "int8", "qat-int8")))
 
 
-def test_best_model_exports_with_its_test_time_shifts(exported_tta, mnist):
+def test_best_model_exports_with_its_test_time_views(exported_tta, mnist):
     import keras
 
     from keras_pairs import models
@@ -358,7 +358,7 @@ def test_best_model_exports_with_its_test_time_shifts(exported_tta, mnist):
 
     assert exported_tta["arch"] == "siamese-prob-aug-tta"
     # float32 within tolerance and int8 deciding like Keras on >= 98 % of the pairs were checked by
-    # the export (it raises otherwise); QAT's twin has no shifts, so that mode is skipped, saying why.
+    # the export (it raises otherwise); QAT's twin has no views, so that mode is skipped, saying why.
     assert [r["mode"] for r in exported_tta["rows"]] == ["keras", "saved_model", "float32", "int8"]
     assert any(t.startswith("qat-int8 skipped") for t in exported_tta["targets"])
     model, config, _ = load_trained(exported_tta["run_dir"])
@@ -366,10 +366,12 @@ def test_best_model_exports_with_its_test_time_shifts(exported_tta, mnist):
     background = -norm["mean"] / norm["std"]
     _, test = run_pairs(config, mnist)
     x = test.pairs.normalised(norm["mean"], norm["std"]).images[:32]
-    # The saved (and exported) model averages the encoder over the digit and its eight shifts.
+    # The saved (and exported) model averages the encoder over the digit's nine views.
     encoder = models.digit_encoders(model)[0]
-    views = [encoder(models.shift_pixels(keras.ops.convert_to_tensor(x), dy, dx, background)[..., :1],
-                     training=False)[1] for dy, dx in models.TEST_TIME_SHIFTS]
+    a = x[..., 0].reshape(-1, 196)
+    views = [encoder((a @ m.T + (1 - m.sum(1)) * background).reshape(-1, 14, 14, 1).astype("float32"),
+                     training=False)[1]
+             for m in (models.view_matrix(*v) for v in models.TEST_TIME_VIEWS)]
     expected = np.mean([keras.ops.convert_to_numpy(keras.ops.softmax(v)) for v in views], 0)
     np.testing.assert_allclose(model.predict(x, verbose=0)["digit_a"], expected, atol=1e-5)
     sm_row = exported_tta["rows"][1]

@@ -176,33 +176,61 @@ def test_config_round_trip_and_strict_overrides():
         config.with_overrides(config.get_arch("v1"), epochs="5")
 
 
-def test_test_time_shifts_average_the_shifted_views_of_the_trained_encoder(pairs):
-    arch = dataclasses.replace(config.get_arch("siamese-prob-aug"), test_time_shifts=True)
+def test_view_matrices_move_rotate_and_zoom_exactly():
+    rng = np.random.default_rng(0)
+    x, background = rng.random((4, 14, 14)), -0.4
+
+    def apply(m):
+        return (x.reshape(4, 196) @ m.T + (1 - m.sum(1)) * background).reshape(x.shape)
+
+    np.testing.assert_allclose(apply(models.view_matrix()), x)
+    np.testing.assert_allclose(apply(models.view_matrix(90.0)), np.rot90(x, 1, axes=(1, 2)), atol=1e-12)
+    np.testing.assert_allclose(apply(models.view_matrix(180.0)), x[:, ::-1, ::-1], atol=1e-12)
+    moved = apply(models.view_matrix(dy=1, dx=-1))  # down one row, left one column
+    np.testing.assert_allclose(moved[:, 1:, :13], x[:, :13, 1:])
+    assert np.all(moved[:, 0, :] == background) and np.all(moved[:, :, 13] == background)
+    # Zooming in by 2 about the centre (6.5, 6.5): output pixel (6, 7) samples the source at (6.25, 6.75).
+    zoomed = apply(models.view_matrix(zoom=2.0))
+    np.testing.assert_allclose(zoomed[:, 6, 7], 0.75 * 0.25 * x[:, 6, 6] + 0.75 * 0.75 * x[:, 6, 7]
+                               + 0.25 * 0.25 * x[:, 7, 6] + 0.25 * 0.75 * x[:, 7, 7])
+    # Bilinear weights are convex: a constant image stays constant where the source is inside.
+    flat = np.full((1, 196), 3.0) @ models.view_matrix(6.0).T
+    inside = models.view_matrix(6.0).sum(1) > 1 - 1e-9
+    np.testing.assert_allclose(flat[0, inside], 3.0)
+
+
+def test_test_time_views_average_the_views_of_the_trained_encoder(pairs):
+    arch = dataclasses.replace(config.get_arch("siamese-prob-aug"), test_time_views=True)
     background = float(pairs.images.min())
     model = models.build_model(arch, background=background)
-    shifted = models.inference_model(model, arch, background)
-    assert models.digit_encoders(shifted) == models.digit_encoders(model)  # the same trained weights
+    viewed = models.inference_model(model, arch, background)
+    assert models.digit_encoders(viewed) == models.digit_encoders(model)  # the same trained weights
     assert models.inference_model(model, config.get_arch("siamese-prob-aug"), background) is model
+    assert models.TEST_TIME_VIEWS[0] == (0.0, 1.0, 0, 0) and len(set(models.TEST_TIME_VIEWS)) == 9
 
-    def moved(x, dy, dx):  # numpy reference: move by (dy, dx), fill with the background
-        out = np.full_like(x, background)
-        out[:, max(dy, 0):14 + min(dy, 0), max(dx, 0):14 + min(dx, 0)] = \
-            x[:, max(-dy, 0):14 + min(-dy, 0), max(-dx, 0):14 + min(-dx, 0)]
-        return out
+    def seen(x, view):  # numpy reference: each channel through the view's matrix
+        m = models.view_matrix(*view)
+        flat = np.moveaxis(x, -1, 1).reshape(-1, 196) @ m.T + (1 - m.sum(1)) * background
+        return np.moveaxis(flat.reshape(len(x), 2, 14, 14), 1, -1).astype("float32")
 
     x = pairs.images[:16]
-    views = [model.predict(moved(x, dy, dx), verbose=0) for dy, dx in models.TEST_TIME_SHIFTS]
-    got = shifted.predict(x, verbose=0)
+    views = [model.predict(seen(x, v), verbose=0) for v in models.TEST_TIME_VIEWS]
+    got = viewed.predict(x, verbose=0)
     assert set(got) == expected_outputs(arch)
     for key in ("digit_a", "digit_b"):
         np.testing.assert_allclose(got[key], np.mean([v[key] for v in views], 0), atol=1e-5)
     np.testing.assert_allclose(got["pair"], models.prob_a_le_b(got["digit_a"], got["digit_b"]), atol=1e-5)
-    np.testing.assert_allclose(shifted.predict(x, verbose=0)["pair"], got["pair"])  # deterministic
+    np.testing.assert_allclose(viewed.predict(x, verbose=0)["pair"], got["pair"])  # deterministic
+    assert not viewed.get_layer("test_time_views").trainable
 
 
-def test_test_time_shifts_need_a_head_without_weights():
-    with pytest.raises(ValueError, match="test_time_shifts needs the 'compare' or 'probabilistic' head"):
-        dataclasses.replace(config.get_arch("v5"), test_time_shifts=True).validate()
+def test_test_time_views_need_a_head_without_weights():
+    with pytest.raises(ValueError, match="test_time_views needs the 'compare' or 'probabilistic' head"):
+        dataclasses.replace(config.get_arch("v5"), test_time_views=True).validate()
+    # runs saved while the views were only shifts still load
+    old = {**config.get_arch("siamese-prob-aug-tta").to_dict()}
+    old["test_time_shifts"] = old.pop("test_time_views")
+    assert config.ArchConfig.from_dict(old) == config.get_arch("siamese-prob-aug-tta")
 
 
 def test_ensemble_members_train_on_their_own_losses_and_inference_averages_them(pairs):
