@@ -11,6 +11,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np
 import keras
 from keras_pairs import config, data as data_lib, training, models
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dev_big import view  # noqa: E402
 
 
 def parse_set(cfg, items):
@@ -91,7 +93,7 @@ def main():
         # test-time augmentation: identity + 1-pixel shifts (background fill)
         tta = [probs]
         for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-            sh = keras.ops.convert_to_numpy(models.shift_pixels(keras.ops.convert_to_tensor(dev_x[..., None]), dy, dx, data.background))[..., 0]
+            sh = view(dev_x, data.background, dy=dy, dx=dx)
             tta.append(model.predict(np.stack([sh, sh], -1), batch_size=1000, verbose=0)["digit_a"])
         tta = np.mean(tta, 0)
         tag = (args.tag or args.arch) + f"_i{args.init}"

@@ -4,6 +4,8 @@ import os, sys, time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np, keras
 from keras_pairs import config, data as data_lib, training, models
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from dev_big import view  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 arch = config.get_arch(sys.argv[1])
@@ -25,7 +27,7 @@ for r in range(rounds):
     x = np.stack([dev_x, dev_x], -1)
     for dy in range(-2, 3):
         for dx in range(-2, 3):
-            xv = keras.ops.convert_to_numpy(models.shift_pixels(keras.ops.convert_to_tensor(x), dy, dx, data.background))
+            xv = np.stack([view(x[..., c], data.background, dy=dy, dx=dx) for c in (0, 1)], -1)
             views[f"{dy}_{dx}"] = model.predict(xv, batch_size=1000, verbose=0)["digit_a"]
     np.savez(os.path.join(HERE, "views", f"{arch.name}_s{seed}.npz"), y=mnist.y_train[dev], **views)
     print(f"round {r} seed {seed}: {time.perf_counter() - t:.1f}s digit {np.mean(views['0_0'].argmax(-1) == mnist.y_train[dev]):.4f}", flush=True)
