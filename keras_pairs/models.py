@@ -229,17 +229,21 @@ def view_matrix(angle: float = 0.0, zoom: float = 1.0, dy: float = 0.0, dx: floa
     return m
 
 
-def views_layer(views, background: float) -> layers.Dense:
-    """A fixed (non-trainable) Dense layer mapping flattened 14x14 digits to their ``views``
-    side by side (N x 196 -> N x 196·len(views)): plain matrix products, which every runtime
-    (TFLite included) runs, with no randomness and no custom op."""
+def apply_views(flat, views, background: float):
+    """Flattened 14x14 digits (N x 196) -> their ``views`` side by side (N x 196·len(views)).
+
+    Each view pixel is a fixed gather of its (at most four) bilinear taps, weighted and summed:
+    a few kilobytes of constants in the saved graph instead of 196 x 196 matrices, no randomness,
+    no custom op (TFLite runs it as GATHER, MUL and SUM)."""
     mats = [view_matrix(*v) for v in views]
-    kernel = np.concatenate([m.T for m in mats], axis=1).astype("float32")
-    bias = np.concatenate([(1.0 - m.sum(1)) * background for m in mats]).astype("float32")
-    layer = layers.Dense(kernel.shape[1], trainable=False, name="test_time_views")
-    layer.build((None, 196))
-    layer.set_weights([kernel, bias])
-    return layer
+    taps = np.full((len(mats) * 196, 4), 196, dtype="int32")  # 196 = a zero pixel: unused taps
+    weights = np.zeros((len(mats) * 196, 4), dtype="float32")
+    for row, m_row in enumerate(np.concatenate(mats)):
+        cols = np.flatnonzero(m_row)
+        taps[row, :len(cols)], weights[row, :len(cols)] = cols, m_row[cols]
+    centred = ops.concatenate([flat - background, ops.zeros_like(flat[:, :1])], axis=-1)
+    gathered = ops.reshape(ops.take(centred, taps.reshape(-1), axis=1), (-1, len(weights), 4))
+    return ops.sum(gathered * weights, axis=-1) + background  # uncovered pixels: the background
 
 
 def has_inference_model(arch: ArchConfig) -> bool:
@@ -269,7 +273,7 @@ def inference_model(model: keras.Model, arch: ArchConfig, background: float = 0.
     # digit on its own, so batching changes nothing in the result.
     n_views = len(TEST_TIME_VIEWS)
     flat = ops.reshape(ops.concatenate([pairs[..., 0], pairs[..., 1]], axis=0), (-1, 196))  # a's, then b's
-    moved = views_layer(TEST_TIME_VIEWS[1:], background)(flat)  # the first view is the digit itself
+    moved = apply_views(flat, TEST_TIME_VIEWS[1:], background)  # the first view is the digit itself
     views = ops.reshape(ops.concatenate([flat, moved], axis=-1), (2, -1, n_views, 196))
     digits = ops.reshape(ops.transpose(views, (0, 2, 1, 3)), (-1, 14, 14, 1))  # digit, view, pair
     probs_a, probs_b = [], []
