@@ -60,27 +60,19 @@ def pair_accuracy(probs, y):
 
 
 def main():
-    p = argparse.ArgumentParser()
+    from dev_eval import round_args
+    p = round_args(argparse.ArgumentParser(), "siamese-prob-aug-tta-x2")
     p.add_argument("--fetch")
-    p.add_argument("--arch", default="siamese-prob-aug-tta-x2")
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--seed", type=int, default=1000)
-    p.add_argument("--val", type=float, default=0.1)
-    p.add_argument("--set", action="append", default=[])
-    p.add_argument("--tag", default="")
     p.add_argument("--ls", type=float, default=0.0, help="label smoothing of the digit losses")
     p.add_argument("--elastic", type=float, default=0.0, help="RandomElasticTransform scale (0 = off)")
-    p.add_argument("--aug", default="", help="shift,rotation_deg,zoom")
     p.add_argument("--views", action="store_true", help="also save the probabilities of VIEWS")
     args = p.parse_args()
     if args.fetch:
         return fetch(args.fetch)
     import keras
     from keras_pairs import config, data as data_lib, training, models
-    from dev_eval import parse_set
-    if args.aug:
-        sh, rot, zm = (float(v) for v in args.aug.split(","))
-        models.AUGMENT_SHIFT, models.AUGMENT_ROTATION, models.AUGMENT_ZOOM = sh, rot / 360.0, zm
+    from dev_eval import parse_set, set_augmentation
+    set_augmentation(args.aug)
     if args.elastic:
         zoom = models.layers.RandomZoom
         def zoom_then_elastic(*a, **k):

@@ -43,16 +43,28 @@ def pair_accuracy(probs, y):
     return float(np.mean(((p_le > 0.5) == truth)[mask]))
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--arch", default="siamese-prob-aug")
+def round_args(p, arch):
+    """The options every dev script shares: which configuration, how many rounds, which seeds."""
+    p.add_argument("--arch", default=arch)
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--val", type=float, default=0.1)
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--tag", default="")
-    p.add_argument("--init", type=int, default=0, help="init/shuffle seed offset (same data)")
     p.add_argument("--aug", default="", help="shift,rotation_deg,zoom")
+    return p
+
+
+def set_augmentation(aug):
+    """--aug "shift,rotation_deg,zoom": the training augmentation's ranges for this process."""
+    if aug:
+        sh, rot, zm = (float(v) for v in aug.split(","))
+        models.AUGMENT_SHIFT, models.AUGMENT_ROTATION, models.AUGMENT_ZOOM = sh, rot / 360.0, zm
+
+
+def main():
+    p = round_args(argparse.ArgumentParser(), "siamese-prob-aug")
+    p.add_argument("--init", type=int, default=0, help="init/shuffle seed offset (same data)")
     p.add_argument("--ema", type=float, default=0.0)
     args = p.parse_args()
     if args.ema:
@@ -62,9 +74,7 @@ def main():
             opt.use_ema, opt.ema_momentum, opt.ema_overwrite_frequency = True, args.ema, None
             return opt
         models.make_optimizer = make_optimizer
-    if args.aug:
-        sh, rot, zm = (float(v) for v in args.aug.split(","))
-        models.AUGMENT_SHIFT, models.AUGMENT_ROTATION, models.AUGMENT_ZOOM = sh, rot / 360.0, zm
+    set_augmentation(args.aug)
     arch = parse_set(config.get_arch(args.arch), args.set)
     mnist = data_lib.load_mnist("auto")
     rows = []

@@ -177,7 +177,7 @@ def resolve_run(cfg: ExportConfig) -> tuple[str, str]:
 
 def load_trained(run_dir: str):
     """(model, config, metrics) of a run folder; clear errors for missing or corrupt files."""
-    from .training import load_run
+    from .training import arch_from_run, load_run
 
     try:
         config, metrics = load_run(run_dir)
@@ -185,6 +185,11 @@ def load_trained(run_dir: str):
         raise ExportError(str(err)) from err
     except ValueError as err:  # json.JSONDecodeError
         raise ExportError(f"{run_dir}: config.json or metrics.json is not valid JSON ({err}); "
+                          f"retrain: {_train_hint(os.path.dirname(run_dir) or '.', os.path.basename(run_dir))}") from err
+    try:  # through ArchConfig: settings renamed since the run was saved are read as they are now
+        config["train"]["arch"] = arch_from_run(config).to_dict()
+    except (KeyError, TypeError, ValueError) as err:
+        raise ExportError(f"{run_dir}/config.json: its architecture cannot be read ({err}); "
                           f"retrain: {_train_hint(os.path.dirname(run_dir) or '.', os.path.basename(run_dir))}") from err
     path = os.path.join(run_dir, "model.keras")
     if not os.path.isfile(path):
@@ -645,7 +650,7 @@ def _tfmot_unsupported(arch: dict) -> str | None:
         return f"{arch['name']} is not siamese"
     if arch.get("ensemble", 1) != 1:
         return f"{arch['name']} is an ensemble"
-    if arch.get("test_time_views") or arch.get("test_time_shifts"):
+    if arch.get("test_time_views"):
         return f"{arch['name']} averages test-time views"
     return None
 

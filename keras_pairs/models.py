@@ -258,8 +258,9 @@ def inference_model(model: keras.Model, arch: ArchConfig, background: float = 0.
     For an architecture with ``test_time_views`` it is a new model around the SAME trained
     encoders whose digit probabilities are averaged over the digit's ``TEST_TIME_VIEWS`` (fixed
     shifts, rotations and zooms: deterministic, nothing random reaches inference). Training never
-    pays for the views: fit runs on ``model``. An ensemble's inference model drops the members' own outputs (they exist to
-    carry the training losses). For every other architecture it is ``model`` itself.
+    pays for the views: fit runs on ``model``. An ensemble's inference model drops the members'
+    own outputs (they exist to carry the training losses). For every other architecture it is
+    ``model`` itself.
     """
     if not has_inference_model(arch):
         return model

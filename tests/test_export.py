@@ -292,6 +292,20 @@ def test_corrupt_model_is_a_clear_error_and_overwrites_nothing(exported, tmp_pat
     assert _snapshot(os.path.join(run_dir, "export")) == before
 
 
+def test_unreadable_architecture_is_a_clear_error(exported, tmp_path, mnist):
+    from keras_pairs.export_lib import ExportConfig, ExportError, export_run
+
+    run_dir = _copy_run(exported, tmp_path)
+    path = os.path.join(run_dir, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    config["train"]["arch"]["head"] = "telepathy"
+    with open(path, "w") as f:
+        json.dump(config, f)
+    with pytest.raises(ExportError, match=r"config\.json: its architecture cannot be read .*unknown head"):
+        export_run(ExportConfig(run_dir=run_dir, mnist=mnist))
+
+
 def test_foreign_keras_model_is_refused(exported, tmp_path, mnist):
     import keras
 
