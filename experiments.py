@@ -37,6 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="round r uses seed + r (default 0)")
     parser.add_argument("--train-pairs", type=_positive_int, default=1000)
     parser.add_argument("--test-pairs", type=_positive_int, default=1000)
+    parser.add_argument("--val-fraction", type=float, default=0.1,
+                        help="share of the training pairs held out as validation pairs (default 0.1, as "
+                             "train.py); 0 trains on all of them when nothing is chosen on validation")
     parser.add_argument("--patience", type=_positive_int, default=None, metavar="N",
                         help="early stopping on validation pair accuracy with patience N (default off, as train.py)")
     parser.add_argument("--output", default="results/reproduction", help="results folder")
@@ -70,7 +73,7 @@ def main(argv=None) -> int:
         exp = ExperimentConfig(
             archs=resolve_archs(args.archs), rounds=args.rounds, epochs=args.epochs, data=args.data,
             seed=args.seed, nb_train=args.train_pairs, nb_test=args.test_pairs,
-            patience=args.patience, output=args.output,
+            val_fraction=args.val_fraction, patience=args.patience, output=args.output,
             test_curves=args.test_curves, reuse_compiled=not args.rebuild_each_round,
             pipeline="numpy" if args.numpy_pipeline else "dataset")
         run_experiments(exp)

@@ -42,8 +42,8 @@ import numpy as np
 from . import data as data_lib
 from .files import json_default, swap_in
 from .config import ARCHITECTURES, ArchConfig, get_arch
-from .training import (_history_rows, _summary, early_stopping, fit_inputs, prepare_round,
-                       score_outputs, steps_per_epoch)
+from .training import (_history_rows, _summary, check_validation, early_stopping, fit_inputs,
+                       prepare_round, score_outputs, steps_per_epoch)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ class ExperimentConfig:
       data: MNIST source (see keras_pairs.data).
       seed: round r uses seed + r, as train.py.
       nb_train / nb_test: pairs per set (course protocol: 1000 / 1000).
-      val_fraction: share of the training pairs for early stopping (as train.py).
+      val_fraction: share of the training pairs held out as validation pairs (as train.py); 0 trains
+        on all of them (nothing is then scored on validation pairs).
       patience: early stopping on validation pair accuracy (None = every epoch, the default).
       output: results folder (written atomically: a temporary sibling swapped in at the end).
       test_curves: score the test pairs at each epoch end, for the figures only: "figures"
@@ -396,6 +397,7 @@ def run_experiments(exp: ExperimentConfig, mnist: data_lib.Mnist | None = None, 
     from .training import describe_devices
 
     archs = [exp.arch(name) for name in resolve_archs(exp.archs)]
+    check_validation(exp.val_fraction, exp.patience)
     if exp.test_curves not in TEST_CURVES:
         raise ValueError(f"test_curves must be one of {TEST_CURVES}, got {exp.test_curves!r}")
     if exp.pipeline not in ("dataset", "numpy"):

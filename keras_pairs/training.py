@@ -79,14 +79,9 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         if self.rounds < 1:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        check_validation(self.val_fraction, self.patience)
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"patience must be >= 1, got {self.patience}")
-        if self.patience is not None and self.val_fraction == 0:
-            raise ValueError("early stopping needs validation pairs: set val_fraction > 0 or patience None")
         self.arch.validate()
         return self
 
@@ -276,6 +271,16 @@ class PairSampler(keras.utils.PyDataset):
 def _all_targets(pairs: data_lib.PairSet) -> dict:
     return {"pair": pairs.target, "pair_argmax": pairs.target,
             "digit_a": pairs.classes[:, 0], "digit_b": pairs.classes[:, 1]}
+
+
+def check_validation(val_fraction: float, patience: int | None) -> None:
+    """Rejects a validation share outside [0, 1) and early stopping without validation pairs."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be >= 1, got {patience}")
+    if patience is not None and val_fraction == 0:
+        raise ValueError("early stopping needs validation pairs: set val_fraction > 0 or patience None")
 
 
 def split_validation(train: data_lib.PairSet, fraction: float, rng: np.random.Generator):

