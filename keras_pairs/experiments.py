@@ -507,9 +507,12 @@ def markdown_table(doc: dict) -> str:
     """The results table, then one table per report table with the report's figures beside ours."""
     archs = doc["archs"]
     n_rounds = doc["settings"]["rounds"]
+    settings = doc["settings"]
+    held_out = settings.get("val_fraction", 0.1)
     lines = [f"Test accuracy (%) over {n_rounds} round(s), mean ± std (sample std); "
-             f"data: {doc['data']['source']}; device: {doc['device']['device']}; "
-             f"total {doc['total_seconds']:.0f} s.", "",
+             f"data: {doc['data']['source']}; {settings.get('nb_train', 1000)} training pairs, "
+             + (f"{held_out:.0%} of them held out as validation pairs" if held_out else "all trained on")
+             + f"; device: {doc['device']['device']}; total {doc['total_seconds']:.0f} s.", "",
              "| arch | report | pair accuracy | report's figure | digit accuracy | params | s/round | epochs |",
              "|---|---|---|---|---|---|---|---|"]
     for name, res in archs.items():

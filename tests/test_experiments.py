@@ -148,6 +148,8 @@ def test_cli_one_round(tmp_path):
     with open(os.path.join(out, "rounds.csv")) as f:
         row = next(csv.DictReader(f))
     assert "test_pair_accuracy" in row and "val_pair_accuracy" not in row  # all 40 pairs trained on
+    with open(os.path.join(out, "table.md")) as f:
+        assert "40 training pairs, all trained on" in f.readline()
     assert experiments.main(["--archs", "nope", "--output", out]) == 2
     assert experiments.main(["--archs", "v4", "--val-fraction", "1.5", "--output", out]) == 2
     assert experiments.main(["--archs", "v4", "--val-fraction", "0", "--patience", "3", "--output", out]) == 2
