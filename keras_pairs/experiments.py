@@ -193,6 +193,13 @@ class ReusableModel:
         return {k: v.numpy() for k, v in out.items()} if isinstance(out, dict) else {"pair": out.numpy()}
 
 
+def _not_retracing_warning(record) -> bool:
+    """Drops TensorFlow's "N out of the last N calls ... triggered tf.function retracing" warning:
+    each round of an augmented model builds new models, whose functions each trace once, and
+    TensorFlow counts those first traces as retracing."""
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
 def tf_predict(model):
     import tensorflow as tf
 
@@ -403,6 +410,7 @@ def run_experiments(exp: ExperimentConfig, mnist: data_lib.Mnist | None = None, 
     if exp.pipeline not in ("dataset", "numpy"):
         raise ValueError(f"pipeline must be 'dataset' or 'numpy', got {exp.pipeline!r}")
     tf.config.experimental.enable_op_determinism()
+    tf.get_logger().addFilter(_not_retracing_warning)
     mnist = mnist or data_lib.load_mnist(exp.data)
     start = time.perf_counter()
     reporter = Progress(len(archs) * exp.rounds) if progress else None
