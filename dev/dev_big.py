@@ -73,8 +73,9 @@ def main():
         return fetch(args.fetch)
     import keras
     from keras_pairs import config, data as data_lib, training, models
-    from dev_eval import parse_set, set_augmentation
+    from dev_eval import parse_set, set_augmentation, set_ema
     set_augmentation(args.aug)
+    set_ema(args.ema)
     if args.affine:
         import affine_aug
         affine_aug.patch(models, args.affine)
@@ -138,7 +139,7 @@ def main():
         print(f"  round {r}: " + " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "seed"), flush=True)
     keys = [k for k in rows[0] if k != "seed"]
     mean = {k: np.mean([row[k] for row in rows]) for k in keys}
-    line = (f"big {tag} {' '.join(args.set)} ls={args.ls} affine={args.affine} elastic={args.elastic} aug={args.aug} val={args.val}: "
+    line = (f"big {tag} {' '.join(args.set)} ls={args.ls} ema={args.ema} affine={args.affine} elastic={args.elastic} aug={args.aug} val={args.val}: "
             + " ".join(f"{k} {100 * mean[k]:.2f}" if k != "seconds" else f"sec {mean[k]:.1f}" for k in keys)
             + " | views_digit " + " ".join(f"{row['views_digit']:.4f}" for row in rows))
     print(line)

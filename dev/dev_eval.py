@@ -52,7 +52,20 @@ def round_args(p, arch):
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--tag", default="")
     p.add_argument("--aug", default="", help="shift,rotation_deg,zoom")
+    p.add_argument("--ema", type=float, default=0.0, help="weight EMA momentum (0 = off)")
     return p
+
+
+def set_ema(ema):
+    """Weight EMA with this momentum in every optimizer of this process (0 = off); fit swaps the
+    averaged weights in at its end."""
+    if ema:
+        orig = models.make_optimizer
+        def make_optimizer(arch, steps):
+            opt = orig(arch, steps)
+            opt.use_ema, opt.ema_momentum, opt.ema_overwrite_frequency = True, ema, None
+            return opt
+        models.make_optimizer = make_optimizer
 
 
 def set_augmentation(aug):
@@ -65,15 +78,8 @@ def set_augmentation(aug):
 def main():
     p = round_args(argparse.ArgumentParser(), "siamese-prob-aug")
     p.add_argument("--init", type=int, default=0, help="init/shuffle seed offset (same data)")
-    p.add_argument("--ema", type=float, default=0.0)
     args = p.parse_args()
-    if args.ema:
-        orig = models.make_optimizer
-        def make_optimizer(arch, steps):
-            opt = orig(arch, steps)
-            opt.use_ema, opt.ema_momentum, opt.ema_overwrite_frequency = True, args.ema, None
-            return opt
-        models.make_optimizer = make_optimizer
+    set_ema(args.ema)
     set_augmentation(args.aug)
     arch = parse_set(config.get_arch(args.arch), args.set)
     mnist = data_lib.load_mnist("auto")
