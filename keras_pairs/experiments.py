@@ -513,9 +513,8 @@ def _reference(ref) -> str:
 
 def markdown_table(doc: dict) -> str:
     """The results table, then one table per report table with the report's figures beside ours."""
-    archs = doc["archs"]
-    n_rounds = doc["settings"]["rounds"]
-    settings = doc["settings"]
+    archs, settings = doc["archs"], doc["settings"]
+    n_rounds = settings["rounds"]
     held_out = settings.get("val_fraction", 0.1)
     lines = [f"Test accuracy (%) over {n_rounds} round(s), mean ± std (sample std); "
              f"data: {doc['data']['source']}; {settings.get('nb_train', 1000)} training pairs, "
