@@ -66,6 +66,8 @@ def main():
     p.add_argument("--ls", type=float, default=0.0, help="label smoothing of the digit losses")
     p.add_argument("--elastic", type=float, default=0.0, help="RandomElasticTransform scale (0 = off)")
     p.add_argument("--views", action="store_true", help="also save the probabilities of VIEWS")
+    p.add_argument("--affine-elastic", type=float, default=0.0,
+                   help="one resampling of a random affine map plus a smooth displacement field of this RMS (px)")
     p.add_argument("--affine", type=float, default=0.0,
                    help="one combined affine resampling (ranges x this) instead of 3 keras layers")
     args = p.parse_args()
@@ -79,6 +81,9 @@ def main():
     if args.affine:
         import affine_aug
         affine_aug.patch(models, args.affine)
+    if args.affine_elastic:
+        import affine_aug
+        affine_aug.patch_elastic(models, args.affine_elastic)
     if args.elastic:
         zoom = models.layers.RandomZoom
         def zoom_then_elastic(*a, **k):
@@ -139,7 +144,7 @@ def main():
         print(f"  round {r}: " + " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "seed"), flush=True)
     keys = [k for k in rows[0] if k != "seed"]
     mean = {k: np.mean([row[k] for row in rows]) for k in keys}
-    line = (f"big {tag} {' '.join(args.set)} ls={args.ls} ema={args.ema} affine={args.affine} elastic={args.elastic} aug={args.aug} val={args.val}: "
+    line = (f"big {tag} {' '.join(args.set)} ls={args.ls} ema={args.ema} affine={args.affine} affine_elastic={args.affine_elastic} elastic={args.elastic} aug={args.aug} val={args.val}: "
             + " ".join(f"{k} {100 * mean[k]:.2f}" if k != "seconds" else f"sec {mean[k]:.1f}" for k in keys)
             + " | views_digit " + " ".join(f"{row['views_digit']:.4f}" for row in rows))
     print(line)
