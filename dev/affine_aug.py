@@ -11,14 +11,16 @@ class AffineAugment(keras.layers.Layer):
         self.shift, self.degrees, self.zoom, self.fill_value = shift, degrees, zoom, fill_value
         self.gen = keras.random.SeedGenerator(seed)
 
+    def draw(self, n):
+        """Per digit: rotation (radians), zoom, shift x, shift y, each uniform in its range."""
+        u = keras.random.uniform((n, 4), -1.0, 1.0, seed=self.gen)
+        return (u[:, 0] * (self.degrees * math.pi / 180), 1.0 + u[:, 1] * self.zoom,
+                u[:, 2] * self.shift, u[:, 3] * self.shift)
+
     def call(self, x, training=None):
         if not training:
             return x
-        n = ops.shape(x)[0]
-        u = keras.random.uniform((n, 4), -1.0, 1.0, seed=self.gen)
-        t = u[:, 0] * (self.degrees * math.pi / 180)
-        z = 1.0 + u[:, 1] * self.zoom
-        sx, sy = u[:, 2] * self.shift, u[:, 3] * self.shift
+        t, z, sx, sy = self.draw(ops.shape(x)[0])
         c = 6.5
         a0, a1 = ops.cos(t) / z, -ops.sin(t) / z
         b0, b1 = ops.sin(t) / z, ops.cos(t) / z
@@ -33,7 +35,8 @@ class AffineAugment(keras.layers.Layer):
         return s
 
 
-def patch(models, scale=1.0):
+def _replace_augmentation(models, make):
+    """models.layers with keras' three augmentation layers replaced by ``make(shift_px, fill_value)``."""
     real = models.layers
 
     class L:
@@ -41,12 +44,16 @@ def patch(models, scale=1.0):
     for n in dir(real):
         if not n.startswith("_"):
             setattr(L, n, getattr(real, n))
-    L.RandomTranslation = staticmethod(lambda f, *a, fill_value=0.0, name=None, **k: AffineAugment(
-        shift=14 * f * scale, degrees=360 * models.AUGMENT_ROTATION * scale, zoom=models.AUGMENT_ZOOM * scale,
-        fill_value=fill_value, name="augment_affine"))
+    L.RandomTranslation = staticmethod(lambda f, *a, fill_value=0.0, name=None, **k: make(14 * f, fill_value))
     L.RandomRotation = staticmethod(lambda *a, name=None, **k: real.Identity(name=name))
     L.RandomZoom = staticmethod(lambda *a, name=None, **k: real.Identity(name=name))
     models.layers = L
+
+
+def patch(models, scale=1.0):
+    _replace_augmentation(models, lambda shift, fill: AffineAugment(
+        shift=shift * scale, degrees=360 * models.AUGMENT_ROTATION * scale, zoom=models.AUGMENT_ZOOM * scale,
+        fill_value=fill, name="augment_affine"))
 
 
 def bilinear(x, src_y, src_x, fill):
@@ -87,10 +94,7 @@ class AffineElasticAugment(AffineAugment):
         if not training:
             return x
         n = ops.shape(x)[0]
-        u = keras.random.uniform((n, 4), -1.0, 1.0, seed=self.gen)
-        t = u[:, 0] * (self.degrees * math.pi / 180)
-        z = 1.0 + u[:, 1] * self.zoom
-        sx, sy = u[:, 2] * self.shift, u[:, 3] * self.shift
+        t, z, sx, sy = self.draw(n)
         noise = keras.random.uniform((n, 14, 14, 2), -1.0, 1.0, seed=self.gen)
         d = ops.depthwise_conv(noise, self.kernel, padding="same")
         d = d / ops.sqrt(ops.mean(ops.square(d), axis=(1, 2, 3), keepdims=True) + 1e-12) * self.rms
@@ -107,16 +111,6 @@ class AffineElasticAugment(AffineAugment):
 
 
 def patch_elastic(models, rms, sigma=2.0):
-    real = models.layers
-
-    class L:
-        pass
-    for n in dir(real):
-        if not n.startswith("_"):
-            setattr(L, n, getattr(real, n))
-    L.RandomTranslation = staticmethod(lambda f, *a, fill_value=0.0, name=None, **k: AffineElasticAugment(
-        rms=rms, sigma=sigma, shift=14 * f, degrees=360 * models.AUGMENT_ROTATION, zoom=models.AUGMENT_ZOOM,
-        fill_value=fill_value, name="augment_affine_elastic"))
-    L.RandomRotation = staticmethod(lambda *a, name=None, **k: real.Identity(name=name))
-    L.RandomZoom = staticmethod(lambda *a, name=None, **k: real.Identity(name=name))
-    models.layers = L
+    _replace_augmentation(models, lambda shift, fill: AffineElasticAugment(
+        rms=rms, sigma=sigma, shift=shift, degrees=360 * models.AUGMENT_ROTATION, zoom=models.AUGMENT_ZOOM,
+        fill_value=fill, name="augment_affine_elastic"))

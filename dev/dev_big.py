@@ -10,7 +10,7 @@ which writes dev/extra_mnist.npz (gitignored). Each round trains as the protocol
 accuracy over all ordered pairs of the extra digits, without and with the model's test-time views.
   python dev/dev_big.py --arch siamese-prob-aug-tta-x2 --rounds 4 [--set epochs=50] [--ls 0.1]
 """
-import argparse, json, os, sys, time
+import argparse, json, os, sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -75,7 +75,7 @@ def main():
         return fetch(args.fetch)
     import keras
     from keras_pairs import config, data as data_lib, training, models
-    from dev_eval import parse_set, set_augmentation, set_ema
+    from dev_eval import parse_set, set_augmentation, set_ema, train_round
     set_augmentation(args.aug)
     set_ema(args.ema)
     if args.affine:
@@ -101,7 +101,6 @@ def main():
                 return cce(y, y_pred)
             loss.__name__ = name or "ls_loss"
             return loss
-        orig_sce = keras.losses.SparseCategoricalCrossentropy
         keras.losses.SparseCategoricalCrossentropy = ce
     arch = parse_set(config.get_arch(args.arch), args.set)
     extra = np.load(EXTRA)
@@ -109,15 +108,10 @@ def main():
     rows = []
     for r in range(args.rounds):
         seed = args.seed + r
-        keras.utils.set_random_seed(seed)
         data = training.prepare_round(mnist, 1000, 1000, args.val, seed)
         x = (data_lib.pool_2x2(extra["x"]).astype("float32") - data.mean) / data.std
         y = extra["y"].astype(int)
-        model = models.build_model(arch, background=data.background)
-        models.compile_model(model, arch, steps_per_epoch=training.steps_per_epoch(arch, len(data.fit)))
-        start = time.perf_counter()
-        model.fit(epochs=arch.epochs, verbose=0, **training.fit_inputs(model, arch, data.fit, None, seed))
-        secs = time.perf_counter() - start
+        model, secs = train_round(arch, data, seed)
         h = len(x) // 2
         pairs = np.stack([x[:h], x[h:2 * h]], -1)
         res = {}

@@ -6,13 +6,13 @@ trains on them, and scores the model on the train-split digits that the round di
 pairs of those digits. Usage:
   python dev/dev_eval.py --arch siamese-prob-aug --rounds 4 --set epochs=60 --set encoder.dropout=0.2
 """
-import argparse, ast, dataclasses, json, sys, time, os
+import argparse, ast, dataclasses, sys, time, os
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np
 import keras
 from keras_pairs import config, data as data_lib, training, models
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dev_big import view  # noqa: E402
+from dev_big import pair_accuracy, view  # noqa: E402
 
 
 def parse_set(cfg, items):
@@ -34,15 +34,6 @@ def parse_set(cfg, items):
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def pair_accuracy(probs, y):
-    """Accuracy of the exact P(a<=b) > 1/2 decision over all ordered pairs i != j."""
-    b_at_least = 1.0 - np.cumsum(probs, -1) + probs  # n x 10
-    p_le = probs @ b_at_least.T  # n x n
-    truth = y[:, None] <= y[None, :]
-    mask = ~np.eye(len(y), dtype=bool)
-    return float(np.mean(((p_le > 0.5) == truth)[mask]))
-
-
 def round_args(p, arch):
     """The options every dev script shares: which configuration, how many rounds, which seeds."""
     p.add_argument("--arch", default=arch)
@@ -54,6 +45,17 @@ def round_args(p, arch):
     p.add_argument("--aug", default="", help="shift,rotation_deg,zoom")
     p.add_argument("--ema", type=float, default=0.0, help="weight EMA momentum (0 = off)")
     return p
+
+
+def train_round(arch, data, seed):
+    """A model of ``arch`` built with ``seed`` and trained on the round's fit pairs (shuffled with
+    ``seed``), as the protocol trains it; returns (model, seconds of fit)."""
+    keras.utils.set_random_seed(seed)
+    model = models.build_model(arch, background=data.background)
+    models.compile_model(model, arch, steps_per_epoch=training.steps_per_epoch(arch, len(data.fit)))
+    start = time.perf_counter()
+    model.fit(epochs=arch.epochs, verbose=0, **training.fit_inputs(model, arch, data.fit, None, seed))
+    return model, time.perf_counter() - start
 
 
 def set_ema(ema):
@@ -96,13 +98,7 @@ def main():
         dev = np.array(sorted(set(range(len(mnist.x_train))) - used))
         dev_x = ((data_lib.pool_2x2(mnist.x_train[dev]).astype("float32") - data.mean) / data.std)
         dev_y = mnist.y_train[dev]
-        keras.utils.set_random_seed(seed + 7919 * args.init)
-        model = models.build_model(arch, background=data.background)
-        models.compile_model(model, arch, steps_per_epoch=training.steps_per_epoch(arch, len(data.fit)))
-        start = time.perf_counter()
-        model.fit(epochs=arch.epochs, verbose=0,
-                  **training.fit_inputs(model, arch, data.fit, None, seed + 7919 * args.init))
-        secs = time.perf_counter() - start
+        model, secs = train_round(arch, data, seed + 7919 * args.init)
         pairs = np.stack([dev_x, dev_x], axis=-1)
         out = model.predict(pairs, batch_size=1000, verbose=0)
         probs = out["digit_a"]
