@@ -70,6 +70,9 @@ def main():
                    help="one resampling of a random affine map plus a smooth displacement field of this RMS (px)")
     p.add_argument("--affine", type=float, default=0.0,
                    help="one combined affine resampling (ranges x this) instead of 3 keras layers")
+    p.add_argument("--mutual", type=float, default=0.0, help="deep mutual learning KL weight (ensembles)")
+    p.add_argument("--cutout", default="", help="size,prob: a square of each training digit set to background")
+    p.add_argument("--aug-off", type=int, default=0, help="augmentation off from this epoch on (0 = never)")
     args = p.parse_args()
     if args.fetch:
         return fetch(args.fetch)
@@ -78,6 +81,14 @@ def main():
     from dev_eval import parse_set, set_augmentation, set_ema, train_round
     set_augmentation(args.aug)
     set_ema(args.ema)
+    import tricks
+    if args.mutual:
+        tricks.mutual(models, args.mutual)
+    if args.cutout:
+        size, prob = (float(v) for v in args.cutout.split(","))
+        tricks.cutout(models, size, prob)
+    if args.aug_off:
+        tricks.aug_off(models, args.aug_off)
     if args.affine:
         import affine_aug
         affine_aug.patch(models, args.affine)
@@ -138,7 +149,7 @@ def main():
         print(f"  round {r}: " + " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "seed"), flush=True)
     keys = [k for k in rows[0] if k != "seed"]
     mean = {k: np.mean([row[k] for row in rows]) for k in keys}
-    line = (f"big {tag} {' '.join(args.set)} ls={args.ls} ema={args.ema} affine={args.affine} affine_elastic={args.affine_elastic} elastic={args.elastic} aug={args.aug} val={args.val}: "
+    line = (f"big {tag} {' '.join(args.set)} mutual={args.mutual} cutout={args.cutout} aug_off={args.aug_off} ls={args.ls} ema={args.ema} affine={args.affine} affine_elastic={args.affine_elastic} elastic={args.elastic} aug={args.aug} val={args.val}: "
             + " ".join(f"{k} {100 * mean[k]:.2f}" if k != "seconds" else f"sec {mean[k]:.1f}" for k in keys)
             + " | views_digit " + " ".join(f"{row['views_digit']:.4f}" for row in rows))
     print(line)

@@ -54,7 +54,9 @@ def train_round(arch, data, seed):
     model = models.build_model(arch, background=data.background)
     models.compile_model(model, arch, steps_per_epoch=training.steps_per_epoch(arch, len(data.fit)))
     start = time.perf_counter()
-    model.fit(epochs=arch.epochs, verbose=0, **training.fit_inputs(model, arch, data.fit, None, seed))
+    import tricks
+    model.fit(epochs=arch.epochs, verbose=0, callbacks=list(tricks.CALLBACKS),
+              **training.fit_inputs(model, arch, data.fit, None, seed))
     return model, time.perf_counter() - start
 
 
