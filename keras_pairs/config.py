@@ -78,6 +78,9 @@ class ArchConfig:
       aux_loss: train the digit outputs with their cross-entropy.
       pair_loss_weight / digit_loss_weight: the ``loss_weights`` of each output.
       ensemble: number of independent encoders whose digit probabilities are averaged.
+      stack_digits: each encoder is called ONCE per batch, on the a-digits and b-digits stacked
+        (2N digits), instead of once per digit: half the op launches and a shorter trace, and in
+        training batch normalisation then sees both digits of every pair together.
       test_time_views: after training, the digit probabilities are averaged over fixed views of
         each digit: itself, 1-pixel shifts, small rotations and zooms (deterministic; training does
         not see them, see ``models.inference_model``). Needs a head without weights ("compare",
@@ -103,6 +106,7 @@ class ArchConfig:
     pair_loss_weight: float = 1.0
     digit_loss_weight: float = 1.0
     ensemble: int = 1
+    stack_digits: bool = False
     test_time_views: bool = False
     optimizer: str = "adam"
     learning_rate: float = 1e-3
@@ -143,6 +147,8 @@ class ArchConfig:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
         if self.test_time_views and self.head not in ("compare", "probabilistic"):
             raise ValueError(f"{self.name}: test_time_views needs the 'compare' or 'probabilistic' head")
+        if self.stack_digits and not self.siamese:
+            raise ValueError(f"{self.name}: stack_digits needs a siamese model")
         if self.ensemble < 1:
             raise ValueError(f"{self.name}: ensemble must be >= 1")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:

@@ -111,7 +111,8 @@ class ExperimentConfig:
         (the architectures whose report figure shows test curves, FIGURE_ARCHS), "all" or "none".
         Each costs ~1-2 s per round (1000 test pairs x 25 epochs), hence not everywhere.
       reuse_compiled: build/compile each architecture once and re-initialise per round.
-      steps_per_execution: training steps per call into the traced function.
+      steps_per_execution: training steps per call into the traced function (None =
+        ``models.STEPS_PER_EXECUTION``).
       pipeline: "dataset" (tf.data, cached in memory, shuffled with the round's seed) or "numpy"
         (arrays handed to ``fit``, as train.py does).
     """
@@ -128,7 +129,7 @@ class ExperimentConfig:
     output: str = "results/reproduction"
     test_curves: str = "figures"
     reuse_compiled: bool = True
-    steps_per_execution: int = 1
+    steps_per_execution: int | None = None
     pipeline: str = "dataset"
 
     def arch(self, name: str) -> ArchConfig:
@@ -149,7 +150,7 @@ class ReusableModel:
     returns the compiled model holding exactly the initial weights a model built now would have.
     """
 
-    def __init__(self, arch: ArchConfig, reuse: bool = True, steps_per_execution: int = 1):
+    def __init__(self, arch: ArchConfig, reuse: bool = True, steps_per_execution: int | None = None):
         # Augmentation bakes the (per-round) background value into its layers: rebuild then.
         self.arch, self.reuse = arch, reuse and not arch.encoder.augment
         self.steps_per_execution = steps_per_execution
@@ -168,9 +169,8 @@ class ReusableModel:
             if has_inference_model(self.arch):  # back to the training model until finish_training
                 self._predict = None
             return self.model
-        compile_model(new, self.arch, **({"steps_per_epoch": steps_per_epoch(self.arch, n_fit)} if n_fit else {}))
-        # Read by Keras when it makes the train function (compile_model does not expose it).
-        new.steps_per_execution = self.steps_per_execution
+        compile_model(new, self.arch, steps_per_execution=self.steps_per_execution,
+                      **({"steps_per_epoch": steps_per_epoch(self.arch, n_fit)} if n_fit else {}))
         new.optimizer.build(new.trainable_variables)
         self._optimizer_init = [np.array(v.numpy()) for v in new.optimizer.variables]
         self.model, self._predict = new, None

@@ -374,7 +374,9 @@ class Run:
         scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
         with scope:
             model = build_model(arch, background=data.background)
-            compile_model(model, arch, steps_per_epoch=steps_per_epoch(arch, len(fit_pairs)))
+            # Keras' multi-step train loop fails under MirroredStrategy (tested): one step per call.
+            compile_model(model, arch, steps_per_epoch=steps_per_epoch(arch, len(fit_pairs)),
+                          steps_per_execution=1 if strategy is not None else None)
         callbacks = []
         if val_pairs is not None and cfg.patience is not None:
             callbacks.append(early_stopping(model, cfg.patience))

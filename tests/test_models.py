@@ -64,11 +64,12 @@ def test_outputs_shared_encoder_and_parameters(name, pairs):
     if not arch.siamese:
         assert encoders == []
         return
-    # ONE encoder object per ensemble member, called on both digits: its weights are the model's
-    # only copy, and swapping the two digits swaps the two digit outputs exactly.
+    # ONE encoder object per ensemble member, called on both digits (once on each, or once on
+    # both stacked): its weights are the model's only copy, and swapping the two digits swaps the
+    # two digit outputs exactly.
     assert len(encoders) == arch.ensemble
     for encoder in encoders:
-        assert len(encoder._inbound_nodes) == 2, "the encoder must be called on both digits"
+        assert len(encoder._inbound_nodes) == (1 if arch.stack_digits else 2), "one call per digit or both stacked"
     encoder_ids = {id(w) for e in encoders for w in e.weights}
     assert len(encoder_ids) == sum(len(e.weights) for e in encoders)
     assert encoder_ids <= {id(w) for w in model.weights}
@@ -158,6 +159,29 @@ def test_augmentation_is_off_at_inference(pairs):
     train_a, _ = encoder(digit, training=True)
     train_b, _ = encoder(digit, training=True)
     assert not np.allclose(np.asarray(train_a), np.asarray(train_b)), "augmentation is active in training"
+
+
+def test_stacked_digits_change_only_what_batch_normalisation_sees_in_training(pairs):
+    # Dropout and augmentation off: what differs in training is then batch normalisation alone.
+    base = config.get_arch("siamese-prob-aug")
+    base = dataclasses.replace(base, encoder=dataclasses.replace(base.encoder, dropout=0.0, augment=False))
+    stacked = dataclasses.replace(base, stack_digits=True).validate()
+    per_digit = models.build_model(base)
+    model = models.build_model(stacked)
+    model.set_weights(per_digit.get_weights())
+    x = pairs.images[:16]
+    other_b = x.copy()
+    other_b[..., 1] = pairs.images[16:32, :, :, 1]
+    at_inference = model.predict(x, verbose=0)
+    for key, value in per_digit.predict(x, verbose=0).items():
+        np.testing.assert_allclose(at_inference[key], value, atol=1e-5, err_msg=key)
+    # In training, the a-digits' batch statistics include the b-digits only when they are stacked.
+    np.testing.assert_allclose(np.asarray(per_digit(x, training=True)["digit_a"]),
+                               np.asarray(per_digit(other_b, training=True)["digit_a"]), atol=1e-6)
+    assert not np.allclose(np.asarray(model(x, training=True)["digit_a"]),
+                           np.asarray(model(other_b, training=True)["digit_a"]), atol=1e-4)
+    with pytest.raises(ValueError, match="stack_digits needs a siamese model"):
+        dataclasses.replace(config.get_arch("base"), stack_digits=True).validate()
 
 
 def test_unknown_architecture_lists_the_valid_ones():
