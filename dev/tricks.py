@@ -123,3 +123,4 @@ def aug_off(models, epoch):
             if e == epoch:
                 GATE.assign(0.0)
     CALLBACKS.append(Off())
+
