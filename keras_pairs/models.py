@@ -334,9 +334,10 @@ def make_optimizer(arch: ArchConfig, steps_per_epoch: int) -> keras.optimizers.O
     return keras.optimizers.Adam(lr)
 
 
-# Training steps per call into the traced train function. The same steps in the same order, with
-# less Python between them: on 2 CPU cores an epoch of siamese-prob-aug-tta-x2 at batch 25 took
-# 1.06-1.10 s against 1.18-1.61 s one step per call, at batch 16 1.30-1.38 s against 1.78-2.15 s.
+# Training steps per call into the traced train function. The same steps in the same order (v5's
+# weights after 3 epochs are bit-identical to one step per call), with less Python between them:
+# on 2 CPU cores an epoch of siamese-prob-aug-tta-x2 at batch 25 took 1.06-1.10 s against
+# 1.18-1.61 s one step per call, at batch 16 1.30-1.38 s against 1.78-2.15 s.
 STEPS_PER_EXECUTION = 8
 
 
