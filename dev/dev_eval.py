@@ -13,6 +13,7 @@ import keras
 from keras_pairs import config, data as data_lib, training, models
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dev_big import pair_accuracy, view  # noqa: E402
+import tricks  # noqa: E402  (its CALLBACKS reach every dev fit)
 
 
 def parse_set(cfg, items):
@@ -54,7 +55,6 @@ def train_round(arch, data, seed):
     model = models.build_model(arch, background=data.background)
     models.compile_model(model, arch, steps_per_epoch=training.steps_per_epoch(arch, len(data.fit)))
     start = time.perf_counter()
-    import tricks
     model.fit(epochs=arch.epochs, verbose=0, callbacks=list(tricks.CALLBACKS),
               **training.fit_inputs(model, arch, data.fit, None, seed))
     return model, time.perf_counter() - start

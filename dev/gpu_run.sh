@@ -5,7 +5,7 @@
 DATA=.whl/mnist5k.npz; BUDGET=${BUDGET:-400}; T0=$SECONDS
 export PYTHONUNBUFFERED=1 TORCHINDUCTOR_CACHE_DIR=/tmp/inductor
 nvidia-smi -L
-python3 -c "import keras, jax, torch; print('keras', keras.__version__, 'jax', jax.__version__, 'torch', torch.__version__)" 2>&1 | tee "$OUT/versions.txt"
+KERAS_BACKEND=jax python3 -c "import keras, jax, torch; print('keras', keras.__version__, 'jax', jax.__version__, 'torch', torch.__version__)" 2>&1 | tee "$OUT/versions.txt"
 step() {  # name, timeout, backend, args...
   local name=$1 lim=$2 be=$3; shift 3
   local left=$((BUDGET - (SECONDS - T0)))
