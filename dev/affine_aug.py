@@ -4,6 +4,8 @@ import math
 import keras
 from keras import ops
 
+import tricks
+
 
 class AffineAugment(keras.layers.Layer):
     def __init__(self, shift=1.4, degrees=10.0, zoom=0.1, fill_value=0.0, seed=None, **kw):
@@ -37,17 +39,10 @@ class AffineAugment(keras.layers.Layer):
 
 def _replace_augmentation(models, make):
     """models.layers with keras' three augmentation layers replaced by ``make(shift_px, fill_value)``."""
-    real = models.layers
-
-    class L:
-        pass
-    for n in dir(real):
-        if not n.startswith("_"):
-            setattr(L, n, getattr(real, n))
-    L.RandomTranslation = staticmethod(lambda f, *a, fill_value=0.0, name=None, **k: make(14 * f, fill_value))
-    L.RandomRotation = staticmethod(lambda *a, name=None, **k: real.Identity(name=name))
-    L.RandomZoom = staticmethod(lambda *a, name=None, **k: real.Identity(name=name))
-    models.layers = L
+    identity = lambda _: (lambda *a, name=None, **k: keras.layers.Identity(name=name))  # noqa: E731
+    tricks.patch_layers(
+        models, RandomRotation=identity, RandomZoom=identity,
+        RandomTranslation=lambda _: (lambda f, *a, fill_value=0.0, name=None, **k: make(14 * f, fill_value)))
 
 
 def patch(models, scale=1.0):

@@ -96,14 +96,11 @@ def main():
         import affine_aug
         affine_aug.patch_elastic(models, args.affine_elastic)
     if args.elastic:
-        zoom = models.layers.RandomZoom
-        def zoom_then_elastic(*a, **k):
-            seq = keras.Sequential([zoom(*a, **k), keras.layers.RandomElasticTransform(
+        def then_elastic(zoom):
+            return lambda *a, **k: keras.Sequential([zoom(*a, **k), keras.layers.RandomElasticTransform(
                 scale=args.elastic, fill_mode="constant", fill_value=k["fill_value"],
                 value_range=(k["fill_value"], 100.0))], name="augment_zoom_elastic")
-            return seq
-        models.layers = type("L", (), {n: getattr(keras.layers, n) for n in dir(keras.layers) if not n.startswith("_")})
-        models.layers.RandomZoom = zoom_then_elastic
+        tricks.patch_layers(models, RandomZoom=then_elastic)
     if args.ls:
         def ce(name=None):
             cce = keras.losses.CategoricalCrossentropy(label_smoothing=args.ls)

@@ -69,7 +69,8 @@ class Cutout(keras.layers.Layer):
         return s
 
 
-def _patch_layers(models, name, make):
+def patch_layers(models, **makers):
+    """models.layers with each named layer replaced by ``make(real_layer)`` (the layer it replaces)."""
     real = models.layers
 
     class L:
@@ -77,7 +78,8 @@ def _patch_layers(models, name, make):
     for n in dir(real):
         if not n.startswith("_"):
             setattr(L, n, getattr(real, n))
-    setattr(L, name, staticmethod(make(getattr(real, name))))
+    for name, make in makers.items():
+        setattr(L, name, staticmethod(make(getattr(real, name))))
     models.layers = L
 
 
@@ -86,7 +88,7 @@ def cutout(models, size, prob):
         def zoom_then_cutout(*a, **k):
             return keras.Sequential([zoom(*a, **k), Cutout(size, prob, k["fill_value"])], name="augment_zoom_cutout")
         return zoom_then_cutout
-    _patch_layers(models, "RandomZoom", make)
+    patch_layers(models, RandomZoom=make)
 
 
 GATE = None
@@ -112,8 +114,8 @@ class Gated(keras.layers.Layer):
 def aug_off(models, epoch):
     global GATE
     GATE = keras.Variable(1.0, trainable=False, name="aug_gate")
-    for name in ("RandomTranslation", "RandomRotation", "RandomZoom"):
-        _patch_layers(models, name, lambda real: (lambda *a, **k: Gated(real(*a, **k))))
+    gated = lambda real: (lambda *a, **k: Gated(real(*a, **k)))  # noqa: E731
+    patch_layers(models, RandomTranslation=gated, RandomRotation=gated, RandomZoom=gated)
 
     class Off(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
