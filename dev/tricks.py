@@ -5,6 +5,9 @@ mutual(weight): deep mutual learning between ensemble members: each member's dig
 cutout(size, prob): a random size x size square of each training digit set to the background
   (after the augmentation layers), with probability prob.
 aug_off(epoch): the augmentation layers pass digits through unchanged from this epoch on.
+shear(s): after the zoom, a random horizontal shear about the digit's centre, slope uniform in [-s, s]
+  (MNIST's writers vary most in slant; keras' RandomShear shears about the corner, which also shifts).
+aniso(w): the zoom draws its width factor independently of the height factor, in [-w, w].
 """
 import keras
 from keras import ops
@@ -126,3 +129,37 @@ def aug_off(models, epoch):
                 GATE.assign(0.0)
     CALLBACKS.append(Off())
 
+
+
+class CentredShear(keras.layers.Layer):
+    """x_in = x_out + slope * (y_out - 6.5): slant about the centre row, in training only."""
+
+    def __init__(self, slope, fill_value, **kw):
+        super().__init__(**kw)
+        self.slope, self.fill_value = slope, fill_value
+        self.gen = keras.random.SeedGenerator(None)
+
+    def call(self, x, training=None):
+        if not training:
+            return x
+        s = keras.random.uniform((ops.shape(x)[0],), -self.slope, self.slope, seed=self.gen)
+        one, zero = ops.ones_like(s), ops.zeros_like(s)
+        m = ops.stack([one, s, -6.5 * s, zero, one, zero, zero, zero], axis=1)
+        return ops.image.affine_transform(x, m, interpolation="bilinear", fill_mode="constant",
+                                          fill_value=self.fill_value)
+
+    def compute_output_shape(self, s):
+        return s
+
+
+def shear(models, slope):
+    def make(zoom):
+        def zoom_then_shear(*a, **k):
+            return keras.Sequential([zoom(*a, **k), CentredShear(slope, k["fill_value"])],
+                                    name="augment_zoom_shear")
+        return zoom_then_shear
+    patch_layers(models, RandomZoom=make)
+
+
+def aniso(models, width):
+    patch_layers(models, RandomZoom=lambda zoom: (lambda f, *a, **k: zoom(f, width, *a, **k)))
