@@ -75,6 +75,7 @@ def main():
     p.add_argument("--aug-off", type=int, default=0, help="augmentation off from this epoch on (0 = never)")
     p.add_argument("--shear", type=float, default=0.0, help="centred random shear slope range (0 = off)")
     p.add_argument("--aniso", type=float, default=0.0, help="independent width zoom range (0 = off)")
+    p.add_argument("--pool-same", action="store_true", help="max-pooling pads instead of dropping a row/column")
     args = p.parse_args()
     if args.fetch:
         return fetch(args.fetch)
@@ -91,6 +92,8 @@ def main():
         tricks.cutout(models, size, prob)
     if args.aug_off:
         tricks.aug_off(models, args.aug_off)
+    if args.pool_same:
+        tricks.pool_same(models)
     if args.shear:
         tricks.shear(models, args.shear)
     if args.aniso:
@@ -152,7 +155,7 @@ def main():
         print(f"  round {r}: " + " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "seed"), flush=True)
     keys = [k for k in rows[0] if k != "seed"]
     mean = {k: np.mean([row[k] for row in rows]) for k in keys}
-    line = (f"big {tag} {' '.join(args.set)} mutual={args.mutual} cutout={args.cutout} aug_off={args.aug_off} shear={args.shear} aniso={args.aniso} ls={args.ls} ema={args.ema} affine={args.affine} affine_elastic={args.affine_elastic} elastic={args.elastic} aug={args.aug} val={args.val}: "
+    line = (f"big {tag} {' '.join(args.set)} mutual={args.mutual} cutout={args.cutout} aug_off={args.aug_off} pool_same={args.pool_same} shear={args.shear} aniso={args.aniso} ls={args.ls} ema={args.ema} affine={args.affine} affine_elastic={args.affine_elastic} elastic={args.elastic} aug={args.aug} val={args.val}: "
             + " ".join(f"{k} {100 * mean[k]:.2f}" if k != "seconds" else f"sec {mean[k]:.1f}" for k in keys)
             + " | views_digit " + " ".join(f"{row['views_digit']:.4f}" for row in rows))
     print(line)

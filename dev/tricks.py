@@ -7,6 +7,7 @@ cutout(size, prob): a random size x size square of each training digit set to th
 aug_off(epoch): the augmentation layers pass digits through unchanged from this epoch on.
 shear(s): after the zoom, a random horizontal shear about the digit's centre, slope uniform in [-s, s]
   (MNIST's writers vary most in slant; keras' RandomShear shears about the corner, which also shifts).
+pool_same(): max-pooling pads ("same") instead of dropping the odd last row and column (7x7 -> 4x4, not 3x3).
 aniso(w): the zoom draws its width factor independently of the height factor, in [-w, w].
 """
 import keras
@@ -163,3 +164,7 @@ def shear(models, slope):
 
 def aniso(models, width):
     patch_layers(models, RandomZoom=lambda zoom: (lambda f, *a, **k: zoom(f, width, *a, **k)))
+
+
+def pool_same(models):
+    patch_layers(models, MaxPooling2D=lambda pool: (lambda *a, **k: pool(*a, padding="same", **k)))
