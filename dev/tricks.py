@@ -87,12 +87,15 @@ def patch_layers(models, **makers):
     models.layers = L
 
 
+def after_zoom(models, name, make):
+    """models.layers whose RandomZoom is followed by ``make(fill_value)``, one Sequential named ``name``."""
+    def patch(zoom):
+        return lambda *a, **k: keras.Sequential([zoom(*a, **k), make(k["fill_value"])], name=name)
+    patch_layers(models, RandomZoom=patch)
+
+
 def cutout(models, size, prob):
-    def make(zoom):
-        def zoom_then_cutout(*a, **k):
-            return keras.Sequential([zoom(*a, **k), Cutout(size, prob, k["fill_value"])], name="augment_zoom_cutout")
-        return zoom_then_cutout
-    patch_layers(models, RandomZoom=make)
+    after_zoom(models, "augment_zoom_cutout", lambda fill: Cutout(size, prob, fill))
 
 
 GATE = None
@@ -131,7 +134,6 @@ def aug_off(models, epoch):
     CALLBACKS.append(Off())
 
 
-
 class CentredShear(keras.layers.Layer):
     """x_in = x_out + slope * (y_out - 6.5): slant about the centre row, in training only."""
 
@@ -154,12 +156,7 @@ class CentredShear(keras.layers.Layer):
 
 
 def shear(models, slope):
-    def make(zoom):
-        def zoom_then_shear(*a, **k):
-            return keras.Sequential([zoom(*a, **k), CentredShear(slope, k["fill_value"])],
-                                    name="augment_zoom_shear")
-        return zoom_then_shear
-    patch_layers(models, RandomZoom=make)
+    after_zoom(models, "augment_zoom_shear", lambda fill: CentredShear(slope, fill))
 
 
 def aniso(models, width):
