@@ -105,11 +105,8 @@ def main():
         import affine_aug
         affine_aug.patch_elastic(models, args.affine_elastic)
     if args.elastic:
-        def then_elastic(zoom):
-            return lambda *a, **k: keras.Sequential([zoom(*a, **k), keras.layers.RandomElasticTransform(
-                scale=args.elastic, fill_mode="constant", fill_value=k["fill_value"],
-                value_range=(k["fill_value"], 100.0))], name="augment_zoom_elastic")
-        tricks.patch_layers(models, RandomZoom=then_elastic)
+        tricks.after_zoom(models, "augment_zoom_elastic", lambda fill: keras.layers.RandomElasticTransform(
+            scale=args.elastic, fill_mode="constant", fill_value=fill, value_range=(fill, 100.0)))
     if args.ls:
         def ce(name=None):
             cce = keras.losses.CategoricalCrossentropy(label_smoothing=args.ls)
@@ -155,7 +152,9 @@ def main():
         print(f"  round {r}: " + " ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "seed"), flush=True)
     keys = [k for k in rows[0] if k != "seed"]
     mean = {k: np.mean([row[k] for row in rows]) for k in keys}
-    line = (f"big {tag} {' '.join(args.set)} mutual={args.mutual} cutout={args.cutout} aug_off={args.aug_off} pool_same={args.pool_same} shear={args.shear} aniso={args.aniso} ls={args.ls} ema={args.ema} affine={args.affine} affine_elastic={args.affine_elastic} elastic={args.elastic} aug={args.aug} val={args.val}: "
+    changed = " ".join(f"{k}={v}" for k, v in vars(args).items()
+                       if k not in ("arch", "rounds", "seed", "set", "tag", "fetch", "val") and v != p.get_default(k))
+    line = (f"big {tag} {' '.join(args.set)} {changed} val={args.val}: "
             + " ".join(f"{k} {100 * mean[k]:.2f}" if k != "seconds" else f"sec {mean[k]:.1f}" for k in keys)
             + " | views_digit " + " ".join(f"{row['views_digit']:.4f}" for row in rows))
     print(line)

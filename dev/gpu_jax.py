@@ -89,5 +89,6 @@ def force_jit(model, mode):
         model._jit_compile = False
     # "auto": leave Keras' own resolution (no jit here, because of the Random* layers)
 
+
 if __name__ == "__main__":
     main()
