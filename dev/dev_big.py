@@ -76,6 +76,8 @@ def main():
     p.add_argument("--shear", type=float, default=0.0, help="centred random shear slope range (0 = off)")
     p.add_argument("--aniso", type=float, default=0.0, help="independent width zoom range (0 = off)")
     p.add_argument("--pool-same", action="store_true", help="max-pooling pads instead of dropping a row/column")
+    p.add_argument("--bf16", action="store_true",
+                   help="train under mixed_bfloat16; score a float32 copy of the trained weights")
     args = p.parse_args()
     if args.fetch:
         return fetch(args.fetch)
@@ -125,7 +127,13 @@ def main():
         data = training.prepare_round(mnist, 1000, 1000, args.val, seed)
         x = (data_lib.pool_2x2(extra["x"]).astype("float32") - data.mean) / data.std
         y = extra["y"].astype(int)
+        if args.bf16:
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
         model, secs = train_round(arch, data, seed)
+        if args.bf16:
+            keras.mixed_precision.set_global_policy("float32")
+            trained, model = model, models.build_model(arch, background=data.background)
+            model.set_weights(trained.get_weights())
         h = len(x) // 2
         pairs = np.stack([x[:h], x[h:2 * h]], -1)
         res = {}
