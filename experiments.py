@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from keras_pairs.cli import _positive_int, arch_help
+    from keras_pairs.cli import _positive_int, add_threads_argument, arch_help
 
     parser = argparse.ArgumentParser(
         description="Run architectures for N rounds and write tables and figures.",
@@ -50,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="build and compile a new model every round (slower; for comparison)")
     parser.add_argument("--numpy-pipeline", action="store_true",
                         help="hand numpy arrays to fit as train.py does (slower; for comparison)")
+    add_threads_argument(parser)
     parser.add_argument("--no-figures", action="store_true", help="write tables only")
     parser.add_argument("--plot-only", metavar="RESULTS", help="redraw the figures of a results folder")
     return parser.parse_args(argv)
@@ -57,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from keras_pairs.cli import setup_logging
+    from keras_pairs.cli import set_intra_op_threads, setup_logging
 
     setup_logging()
     from keras_pairs.plots import plot_all
@@ -70,6 +71,7 @@ def main(argv=None) -> int:
     from keras_pairs.experiments import ExperimentConfig, resolve_archs, run_experiments
 
     try:
+        set_intra_op_threads(args.intra_op_threads)
         exp = ExperimentConfig(
             archs=resolve_archs(args.archs), rounds=args.rounds, epochs=args.epochs, data=args.data,
             seed=args.seed, nb_train=args.train_pairs, nb_test=args.test_pairs,

