@@ -22,7 +22,7 @@ PARAMS = {
     "v4": 43082, "v5": 43124, "v6": 44556,
     "siamese-prob-aug": 141418, "ablate-strong-argmax": 141418, "ablate-prob": 141418,
     "ablate-prob-aug-pairs": 141418, "siamese-prob-aug-x3": 424254, "siamese-prob-aug-tta": 141418,
-    "siamese-prob-aug-tta-x2": 282836,
+    "siamese-prob-aug-tta-x2": 579028,  # 2 encoders of 5 convolutions
 }
 
 
