@@ -3,7 +3,7 @@
     python experiments.py                              # all architectures x 10 rounds x 25 epochs
     python experiments.py --archs reportA --rounds 2   # report A's three models, 2 rounds
     python experiments.py --archs v1 v5 v6 --rounds 3 --epochs 10 --output results/quick
-    python experiments.py --archs best --rounds 10 --test-curves none --output results/best  # our model
+    python experiments.py --archs best --test-curves none --val-fraction 0 --intra-op-threads 1 --output results/best
     python experiments.py --plot-only results/reproduction   # redraw the figures
 
 Writes OUTPUT/{results.json, rounds.csv, epochs.csv, table.md, *.png}. Flags only: the work is
