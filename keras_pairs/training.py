@@ -96,15 +96,16 @@ def describe_devices() -> dict:
     the threads one op may use (--intra-op-threads, else TF_NUM_INTRAOP_THREADS; 0: TensorFlow's default)."""
     import tensorflow as tf
 
-    env = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
-    threads = {"intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()
-               or (int(env) if env.isdigit() else 0)}
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
-        name = details.get("device_name", gpus[0].name)
-        return {"device": "GPU", "name": name, "count": len(gpus), **threads}
-    return {"device": "CPU", "name": "CPU", "count": len(tf.config.list_logical_devices("CPU")), **threads}
+        info = {"device": "GPU", "name": details.get("device_name", gpus[0].name), "count": len(gpus)}
+    else:
+        info = {"device": "CPU", "name": "CPU", "count": len(tf.config.list_logical_devices("CPU"))}
+    env = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+    info["intra_op_threads"] = (tf.config.threading.get_intra_op_parallelism_threads()
+                                or (int(env) if env.isdigit() else 0))
+    return info
 
 
 def targets_for(model, pairs: data_lib.PairSet) -> dict:
