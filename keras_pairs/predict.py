@@ -1,41 +1,20 @@
-"""Is digit A <= digit B? Two digit pictures through a trained .keras model.
+"""Is digit A <= digit B? Two digit pictures through a trained ``model.keras``.
 
-    python -m keras_pairs.predict a.png b.png                 # best siamese run in saved_models
-    python -m keras_pairs.predict a.png b.png --arch v4 --json
-    python predict.py a.png b.png --run saved_models/v5
-
-Pictures: any size, grayscale or RGB, converted to 28 x 28 MNIST style (keras_pairs.images), then
-pooled and normalised exactly as in training (the run's config.json).
+Pictures of any size, grayscale or RGB, are converted MNIST style (``images.py``), then pooled
+and normalised exactly as the exported SavedModel does (``export.serving``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def predict_digits(model, config: dict, digit_a: np.ndarray, digit_b: np.ndarray) -> dict:
-    """N x 28 x 28 uint8 digits -> outputs named as the export signatures name them."""
-    from .data import pool_2x2
-
-    norm = config["normalisation"]
-    pairs = np.stack([pool_2x2(digit_a), pool_2x2(digit_b)], -1)
-    pairs = ((pairs - norm["mean"]) / norm["std"]).astype(np.float32)
-    out = model.predict(pairs, verbose=0)
-    result = {"prob_a_le_b": out["pair"][:, 1], "a_le_b": out["pair"].argmax(-1).astype(np.int32)}
-    if "digit_a" in out:
-        result["digit_a_probs"], result["digit_b_probs"] = out["digit_a"], out["digit_b"]
-    return result
+from . import runs
+from .export.serving import predict_images
+from .images import load_digit
 
 
 def summarise(out: dict) -> dict:
-    """First pair's outputs as the JSON the example apps print."""
+    """The first pair's outputs as the JSON the apps print."""
     result = {"a_le_b": bool(out["a_le_b"][0]), "prob_a_le_b": float(out["prob_a_le_b"][0])}
     if "digit_a_probs" in out:
         for key in ("digit_a", "digit_b"):
@@ -45,37 +24,26 @@ def summarise(out: dict) -> dict:
     return result
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Is digit A <= digit B? (trained .keras model)")
-    p.add_argument("image_a")
-    p.add_argument("image_b")
-    p.add_argument("--models-dir", default="saved_models")
-    p.add_argument("--arch", help="use MODELS_DIR/ARCH (default: best siamese run by validation accuracy)")
-    p.add_argument("--run", dest="run_dir", help="use this run folder")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-
-    from .export_lib import ExportConfig, ExportError, load_trained, resolve_run
-    from .images import load_digit
-
-    try:
-        run_dir, _ = resolve_run(ExportConfig(models_dir=args.models_dir, arch=args.arch, run_dir=args.run_dir))
-        model, config, _ = load_trained(run_dir)
-        digits = [load_digit(path)[None] for path in (args.image_a, args.image_b)]
-    except (ExportError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    result = summarise(predict_digits(model, config, *digits))
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"digit a <= digit b: {'yes' if result['a_le_b'] else 'no'} (P(a <= b) = {result['prob_a_le_b']:.3f})")
-        if "digit_a" in result:
-            print(f"digits read: a = {result['digit_a']} ({result['digit_a_prob']:.2f}), "
-                  f"b = {result['digit_b']} ({result['digit_b_prob']:.2f})")
-        print(f"model: {run_dir}")
-    return 0
+def predict_files(image_a: str, image_b: str, models_dir: str = runs.DEFAULT_MODELS_DIR,
+                  arch: str | None = None, run_dir: str | None = None) -> dict:
+    """The decision for two picture files, from the run named by ``run_dir`` / ``arch`` or the
+    best run by validation accuracy; the result says which run answered."""
+    run, _ = runs.resolve_run(models_dir, arch, run_dir)
+    model = runs.load_model(run.model_path)
+    digits = []
+    for path in (image_a, image_b):
+        try:
+            digits.append(load_digit(path)[None])
+        except OSError as err:
+            raise ValueError(f"{path}: cannot be read as a picture ({err})") from err
+    mean, std = run.normalisation
+    return {**summarise(predict_images(model, mean, std, *digits)), "run": run.path}
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def format_result(result: dict) -> str:
+    lines = [f"digit a <= digit b: {'yes' if result['a_le_b'] else 'no'} (P(a <= b) = {result['prob_a_le_b']:.3f})"]
+    if "digit_a" in result:
+        lines.append(f"digits read: a = {result['digit_a']} ({result['digit_a_prob']:.2f}), "
+                     f"b = {result['digit_b']} ({result['digit_b_prob']:.2f})")
+    lines.append(f"model: {result['run']}")
+    return "\n".join(lines)

@@ -5,12 +5,7 @@ overrides ``run_trial``: it turns the trial's hyperparameters into an ``ArchConf
 k-1 folds of the training pairs and scores the held-out fold, k times, and reports the mean
 fold pair accuracy as the objective. Test pairs are never drawn.
 
-Presets (the reports' grids):
-  reportA  channels of conv 1 x channels of conv 2 x hidden units x learning rate, 10 folds
-           (report A: "gridsearch and a 10-folds cross validation ... channels, units in the fully
-           connected layers and the learning rate"); default architecture siamese2.
-  reportB  learning rate x regularisation (= encoder dropout rate in our config), 5 folds
-           (report B gives the grid but not the fold count; 5 is our choice); default v5.
+The grids and the presets of both reports are in ``grids.py``.
 
 Distributed mode (KerasTuner's own): run the same command on every machine with
   KERASTUNER_ORACLE_IP=<chief ip> KERASTUNER_ORACLE_PORT=8000 and
@@ -28,92 +23,43 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import logging
 import os
 import time
 
+import keras_tuner
 import numpy as np
+import tensorflow as tf
 
-from . import data as data_lib
-from .config import ArchConfig, get_arch
+from . import runs
+from .architectures import get_arch
+from .config import ArchConfig
+from .data import Mnist, PairSet, load_mnist, make_pairs, normalise_round
+from .grids import OBJECTIVE, PRESETS, apply_hyperparameters, kfold_indices
+from .training import RoundModel, train_round
 
 log = logging.getLogger(__name__)
 
-PRESETS = {
-    # Report A: channels {16, 32, 64} (they found 64), second conv {8, 16, 32, 64} (8 for Siamese2,
-    # 16 for Siamese10, 64 for Baseline), hidden units {32, 64, 128}, learning rate {0.01, 0.1, 1}.
-    "reportA": {"arch": "siamese2", "folds": 10,
-                "grid": {"conv1": [16, 32, 64], "conv2": [8, 16, 32, 64],
-                         "hidden_units": [32, 64, 128], "learning_rate": [0.01, 0.1, 1.0]}},
-    # Report B: learning rate x regularisation parameter.
-    "reportB": {"arch": "v5", "folds": 5,
-                "grid": {"learning_rate": [0.01, 0.005, 0.001, 0.0005, 0.0001],
-                         "dropout": [0.25, 0.1, 0.05, 0.001]}},
-}
-HYPERPARAMETERS = ("conv1", "conv2", "hidden_units", "learning_rate", "dropout")
-OBJECTIVE = "val_pair_accuracy"
+def cross_validate(arch: ArchConfig, pairs: PairSet, folds: int, seed: int) -> dict:
+    """Mean and std of held-out pair accuracy over ``folds`` folds of the training pairs.
 
-
-def apply_hyperparameters(arch: ArchConfig, values: dict) -> ArchConfig:
-    """The architecture with grid values applied (unknown names raise, listing the valid ones)."""
-    unknown = sorted(set(values) - set(HYPERPARAMETERS))
-    if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {unknown}; valid: {list(HYPERPARAMETERS)}")
-    enc = arch.encoder
-    filters = list(enc.conv_filters)
-    if "conv1" in values:
-        filters[0] = int(values["conv1"])
-    if "conv2" in values:
-        if len(filters) < 2:
-            raise ValueError(f"{arch.name} has one convolution; 'conv2' does not apply")
-        filters[1] = int(values["conv2"])
-    enc = dataclasses.replace(enc, conv_filters=tuple(filters))
-    if "hidden_units" in values:  # every hidden layer gets the value (report A: "each 128 units")
-        enc = dataclasses.replace(enc, hidden_units=tuple(int(values["hidden_units"]) for _ in enc.hidden_units))
-    if "dropout" in values:
-        enc = dataclasses.replace(enc, dropout=float(values["dropout"]))
-    lr = float(values.get("learning_rate", arch.learning_rate))
-    return dataclasses.replace(arch, encoder=enc, learning_rate=lr).validate()
-
-
-def kfold_indices(n: int, folds: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train, held-out) index pairs of a shuffled k-fold split; every item is held out once."""
-    if not 2 <= folds <= n:
-        raise ValueError(f"folds must be between 2 and the number of pairs ({n}), got {folds}")
-    parts = np.array_split(rng.permutation(n), folds)
-    return [(np.sort(np.concatenate(parts[:k] + parts[k + 1:])), np.sort(parts[k])) for k in range(folds)]
-
-
-def cross_validate(arch: ArchConfig, pairs: data_lib.PairSet, folds: int, seed: int,
-                   pipeline: str = "dataset") -> dict:
-    """Mean and std of held-out pair accuracy over ``folds`` folds of the training pairs."""
-    import keras
-
-    from .experiments import ReusableModel
-    from .training import pair_dataset
-
-    reusable = ReusableModel(arch)  # one compiled model for all folds of this grid point
+    Each fold is one ``training.train_round``: fitted on k-1 folds (normalised with their own
+    statistics, no validation pairs) and scored once on the held-out fold, which plays the part
+    of the round's test pairs. One compiled model serves every fold of the grid point.
+    """
+    round_model = RoundModel(arch)
     scores = []
-    for k, (fit_idx, val_idx) in enumerate(kfold_indices(len(pairs), folds, np.random.default_rng(seed))):
-        keras.utils.set_random_seed(seed + k)
-        fit_pairs, val_pairs = pairs.take(fit_idx), pairs.take(val_idx)
-        mean, std = float(fit_pairs.images.mean()), float(fit_pairs.images.std())
-        fit_pairs, val_pairs = fit_pairs.normalised(mean, std), val_pairs.normalised(mean, std)
-        model = reusable.fresh(background=(0.0 - mean) / std)
-        model.fit(pair_dataset(fit_pairs, model, arch.batch_size, seed + k), epochs=arch.epochs,
-                  shuffle=False, verbose=0)
-        out = reusable.predict(val_pairs.images)
-        scores.append(float(np.mean(out["pair"].argmax(-1) == val_pairs.target)))
+    for k, (fit_idx, held_idx) in enumerate(kfold_indices(len(pairs), folds, np.random.default_rng(seed))):
+        data = normalise_round(pairs.take(fit_idx), None, pairs.take(held_idx))
+        row, _ = train_round(round_model, data, seed + k)
+        scores.append(row["test"]["pair_accuracy"])
     return {OBJECTIVE: float(np.mean(scores)),
             "val_pair_accuracy_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0}
 
 
-def make_tuner(arch: ArchConfig, grid: dict, pairs: data_lib.PairSet, folds: int, seed: int,
+def make_tuner(arch: ArchConfig, grid: dict, pairs: PairSet, folds: int, seed: int,
                directory: str, overwrite: bool):
     """A KerasTuner GridSearch whose trials run k-fold cross-validation (see module doc)."""
-    import keras_tuner
-
     hp = keras_tuner.HyperParameters()
     for name, values in grid.items():
         hp.Choice(name, list(values), ordered=True)
@@ -138,19 +84,17 @@ def make_tuner(arch: ArchConfig, grid: dict, pairs: data_lib.PairSet, folds: int
 def grid_search(preset: str | None = None, arch: str | None = None, grid: dict | None = None,
                 folds: int | None = None, epochs: int | None = None, data: str = "auto",
                 nb_train: int = 1000, seed: int = 0, output: str | None = None,
-                overwrite: bool = True, mnist: data_lib.Mnist | None = None) -> dict:
+                overwrite: bool = True, mnist: Mnist | None = None) -> dict:
     """Runs the grid search and writes the output folder; returns {"trials", "best", "paths"}.
 
     Args:
       preset: "reportA" or "reportB" (its arch, grid and folds are the defaults).
-      arch / grid / folds: override the preset's (grid: {name: [values]}; names in HYPERPARAMETERS).
+      arch / grid / folds: override the preset's (grid: {name: [values]}; names in grids.HYPERPARAMETERS).
       epochs: epochs per fold (None = the architecture's).
       data, nb_train, seed: the training pairs (drawn once with ``seed``; no test pairs).
       output: folder (default results/search/<preset or custom>-<arch>).
       overwrite: start a fresh KerasTuner project rather than resume one.
     """
-    import tensorflow as tf
-
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
     base = PRESETS.get(preset, {})
@@ -166,9 +110,9 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
     output = output or os.path.join("results", "search", f"{preset or 'custom'}-{arch_name}")
     os.makedirs(output, exist_ok=True)
     tf.config.experimental.enable_op_determinism()
-    mnist = mnist or data_lib.load_mnist(data)
+    mnist = mnist or load_mnist(data)
     rng = np.random.default_rng(seed)
-    pairs = data_lib.make_pairs(mnist.x_train, mnist.y_train, nb_train, rng, "train")
+    pairs = make_pairs(mnist.x_train, mnist.y_train, nb_train, rng, "train")
 
     n_trials = int(np.prod([len(v) for v in grid.values()]))
     log.info("grid search %s on %s: %d grid points x %d folds, %d epochs, %d training pairs",
@@ -217,7 +161,5 @@ def _write_search(output: str, trials: list[dict], best: ArchConfig, grid: dict,
               f"`python train.py --config {paths['best_config.json']}`"]
     with open(paths["table.md"], "w") as f:
         f.write("\n".join(lines) + "\n")
-    with open(paths["best_config.json"], "w") as f:
-        json.dump({**best.to_dict(), "reference": None}, f, indent=2, default=list)
-        f.write("\n")
+    runs.write_json(paths["best_config.json"], {**best.to_dict(), "reference": None})
     return paths

