@@ -1,0 +1,86 @@
+"""Which .tflite files the server runs, and what to tell the user when one is missing.
+
+A path the user names (--model FILE, --run DIR) must exist, or serve.py stops with a message.
+Files derived from it (the web file beside a --model file, the float32 file of a run) and the default
+search may come up empty: the server still starts, and the page and the API say which command makes
+the missing file. The default rule: under --models-dir, the run whose export/export.json was written
+last (the run exported most recently).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EXPORT_HINT = "make it with `python export.py --tflite` (see docs/export.md)"
+
+
+class ModelNotFound(Exception):
+    """A path the user named does not hold what serve.py needs."""
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """What to serve: the API's .tflite (any batch) and the page's fixed-batch `<arch>_web.tflite`.
+
+    A file that is missing is None, and its *_problem says what to run. `export` is the export.json
+    beside the files ({} when there is none).
+    """
+
+    api: Path | None
+    web: Path | None
+    export: dict = field(default_factory=dict)
+    api_problem: str | None = None
+    web_problem: str | None = None
+
+
+def find_model_files(model: str | None = None, run: str | None = None,
+                     models_dir: str = "saved_models") -> ModelFiles:
+    """--model FILE, else --run DIR, else the most recently exported run under models_dir."""
+    if model:
+        path = Path(model)
+        if not path.is_file():
+            raise ModelNotFound(f"--model {model}: no such file; {EXPORT_HINT}")
+        export = _read_export(path.parent)
+        if "arch" not in export:
+            return ModelFiles(path, None, export, web_problem=(
+                f"no export.json beside {path}, so the page's <arch>_web.tflite is unknown; "
+                f"serve an export folder (--run) or {EXPORT_HINT}"))
+        return _existing(path, path.parent / f"{export['arch']}_web.tflite", export)
+    if run:
+        export_dir = Path(run) / "export"
+        if not (export_dir / "export.json").is_file():
+            raise ModelNotFound(f"--run {run}: {export_dir}/export.json does not exist; "
+                                f"make it with `python export.py --run {run} --tflite`")
+        return _from_export_dir(export_dir)
+    found = sorted(Path(models_dir).glob("*/export/export.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        problem = (f"no exported model under {models_dir}/: train one (`python train.py --arch v5`), "
+                   f"then {EXPORT_HINT}")
+        return ModelFiles(None, None, {}, problem, problem)
+    return _from_export_dir(found[-1].parent)
+
+
+def _from_export_dir(export_dir: Path) -> ModelFiles:
+    export = _read_export(export_dir)
+    arch = export.get("arch", "")
+    return _existing(export_dir / f"{arch}_float32.tflite", export_dir / f"{arch}_web.tflite", export)
+
+
+def _existing(api: Path, web: Path, export: dict) -> ModelFiles:
+    """Keeps the files that exist; a missing one becomes a problem naming the command."""
+    return ModelFiles(api if api.is_file() else None, web if web.is_file() else None, export,
+                      None if api.is_file() else f"the API's model {api} is missing; {EXPORT_HINT}",
+                      None if web.is_file() else f"the page's model {web} is missing; {EXPORT_HINT}")
+
+
+def _read_export(export_dir: Path) -> dict:
+    path = export_dir / "export.json"
+    if not path.is_file():
+        return {}
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise ModelNotFound(f"{path} cannot be read ({error}); {EXPORT_HINT}") from error

@@ -1,0 +1,51 @@
+"""Serve the model: a page to draw two digits (the model runs in the browser) and TF Serving's REST API.
+
+    python serve.py                              # the most recently exported run under saved_models/
+    python serve.py --run saved_models/v5        # that run's export/ folder
+    python serve.py --model saved_models/v5/export/v5_float32.tflite --port 8080
+
+Open http://127.0.0.1:8000/ . The page needs `npm ci` (LiteRT.js) and <arch>_web.tflite from
+`python export.py --tflite`; see docs/serving.md. Flags only: the work is done by
+keras_pairs.server.app.serve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--model", help="the .tflite file the API runs (the page runs <arch>_web.tflite "
+                                       "beside it)")
+    which.add_argument("--run", help="serve this run folder's export/ (e.g. saved_models/v5)")
+    p.add_argument("--models-dir", default="saved_models",
+                   help="without --model/--run: serve the run here exported most recently (default saved_models)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--node-modules", type=Path, default=ROOT / "node_modules",
+                   help="where `npm ci` put LiteRT.js (default: node_modules beside serve.py)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from keras_pairs.server.app import serve
+    from keras_pairs.server.locate import ModelNotFound
+
+    try:
+        serve(args.model, args.run, args.models_dir, args.host, args.port, args.node_modules)
+    except ModelNotFound as error:
+        print(f"serve.py: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
