@@ -52,7 +52,9 @@ def main(argv=None) -> int:
 
         tf.config.experimental.enable_op_determinism()
         mnist = load_mnist("auto")
-        rows = []
+        os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
+        rows, writer = [], None
+        out = open(args.output, "w", newline="")  # a row per training, written as it ends
         for name in resolve_archs(args.archs):
             arch = get_arch(name)
             models = {"every epoch": RoundModel(arch), f"patience {args.patience}": RoundModel(arch)}
@@ -74,13 +76,14 @@ def main(argv=None) -> int:
                                  "dev_pair_accuracy": scores["pair_accuracy"],
                                  "dev_digit_accuracy": scores.get("digit_accuracy", ""),
                                  "val_pair_accuracy": row["validation"]["pair_accuracy"]})
+                    if writer is None:
+                        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+                        writer.writeheader()
+                    writer.writerow(rows[-1])
+                    out.flush()
                     print(f"{name:<10} seed {seed} {setting:<12} epochs {row['epochs_run']:>2} "
                           f"dev pairs {100 * scores['pair_accuracy']:.2f} %", flush=True)
-        os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-        with open(args.output, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        out.close()
         print(f"\n| arch | every epoch (%) | patience {args.patience} (%) | epochs run with early stopping |")
         print("|---|---|---|---|")
         for name in dict.fromkeys(r["arch"] for r in rows):

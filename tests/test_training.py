@@ -145,3 +145,10 @@ train_and_evaluate(config.TrainConfig(arch=config.with_overrides(get_arch("v5"),
         device = json.load(f)["device"]
     assert device["strategy"] == "MirroredStrategy" and device["replicas"] == 2
     assert (tmp_path / "v5" / "model.keras").is_file()
+
+
+def test_the_cosine_schedule_spans_the_rounds_own_steps():
+    arch = get_arch("siamese-prob-aug")  # cosine decay over epochs x steps per epoch
+    for n_fit, batches in ((900, 9), (750, 8)):
+        model = training.RoundModel(arch).initialise(0, 0.0, n_fit)
+        assert model.optimizer._learning_rate.decay_steps == arch.epochs * batches
