@@ -5,6 +5,9 @@
     python experiments.py --archs v1 v5 v6 --rounds 3 --epochs 10 --output results/quick
     python experiments.py --archs best --test-curves none --val-fraction 0 --intra-op-threads 1 --output results/best
     python experiments.py --plot-only results/reproduction   # redraw the figures
+    python experiments.py --workers 2 --intra-op-threads 1   # the rounds over 2 worker processes
+    python experiments.py --chief 10.0.0.1:8000              # on the chief machine, then on each worker:
+    python experiments.py --worker 10.0.0.1:8000             # (docs/distributed.md)
 
 Writes OUTPUT/{results.json, rounds.csv, epochs.csv, table.md, *.png}. Flags only: the work is
 done by keras_pairs.experiments.run_experiments (and keras_pairs.plots.plot_all for the figures).
@@ -42,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="build and compile a new model every round (slower; to measure what reuse saves)")
     parser.add_argument("--no-figures", action="store_true", help="write tables only")
     parser.add_argument("--plot-only", metavar="RESULTS", help="redraw the figures of a results folder")
+    cli.add_cluster_arguments(parser, "rounds")
     cli.add_common_arguments(parser)
     return parser
 
@@ -50,6 +54,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def experiments():
+        from keras_pairs.distributed import cluster_from_flags, worker_command
         from keras_pairs.experiments import ExperimentConfig, run_experiments
         from keras_pairs.plots import plot_all
         from keras_pairs.tables import markdown_table
@@ -59,7 +64,12 @@ def main(argv=None) -> int:
                 archs=tuple(args.archs), rounds=args.rounds, epochs=args.epochs, data=args.data,
                 seed=args.seed, nb_train=args.train_pairs, nb_test=args.test_pairs,
                 val_fraction=args.val_fraction, patience=args.patience, output=args.output,
-                test_curves=args.test_curves, reuse_compiled=not args.rebuild_each_round))
+                test_curves=args.test_curves, reuse_compiled=not args.rebuild_each_round),
+                cluster=cluster_from_flags(args.workers, args.chief, args.worker,
+                                           worker_command(__file__, sys.argv[1:] if argv is None else argv),
+                                           args.cluster_timeout))
+            if doc is None:
+                return  # a worker: the chief writes the results and the figures
             print(markdown_table(doc))
         if args.plot_only or not args.no_figures:
             for path in plot_all(args.plot_only or args.output):

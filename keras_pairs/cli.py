@@ -72,6 +72,21 @@ def add_common_arguments(parser: argparse.ArgumentParser, threads: bool = True) 
                         help="show TensorFlow's start-up lines and Keras' progress (1: bar, 2: a line per epoch)")
 
 
+def add_cluster_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """--workers, --chief, --worker, --cluster-timeout (docs/distributed.md)."""
+    group = parser.add_argument_group("workers (docs/distributed.md)")
+    group.add_argument("--workers", type=positive_int, metavar="N",
+                       help=f"spread the {what} over N worker processes on this machine (this process serves them)")
+    group.add_argument("--chief", metavar="HOST:PORT",
+                       help=f"serve the {what} at HOST:PORT to workers on other machines (each started with "
+                            "the same flags and --worker HOST:PORT); with --workers N, N more run here")
+    group.add_argument("--worker", metavar="HOST:PORT",
+                       help=f"run {what} for the chief at HOST:PORT; the chief writes the results")
+    group.add_argument("--cluster-timeout", type=positive_float, default=120.0, metavar="S",
+                       help="a worker silent for S seconds loses its trial to another; a worker whose chief "
+                            "is silent for S seconds stops (default 120)")
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", type=arch_name, default="v5", metavar="NAME",
                         help="architecture to train (default v5; see the list below)")
@@ -185,15 +200,17 @@ def set_intra_op_threads(n: int | None) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(n)
 
 
-def run(args: argparse.Namespace, command) -> int:
-    """Runs ``command()`` (one library call and its printing) under the common rules (module doc)."""
+def run(args: argparse.Namespace, command, tensorflow: bool = True) -> int:
+    """Runs ``command()`` (one library call and its printing) under the common rules (module doc);
+    ``tensorflow=False`` for a command that must not load TensorFlow (the server)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
     verbose = getattr(args, "verbose", 0)
     if not verbose:  # e.g. "triggered tf.function retracing": every rebuilt model traces once
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
-        quiet_tensorflow(verbose)
-        set_intra_op_threads(getattr(args, "intra_op_threads", None))
+        if tensorflow:
+            quiet_tensorflow(verbose)
+            set_intra_op_threads(getattr(args, "intra_op_threads", None))
         return command() or 0
     except (ValueError, TypeError, OSError) as err:  # our errors (DataError, RunError, ...) are ValueErrors
         print(f"error: {err}", file=sys.stderr)

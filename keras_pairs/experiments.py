@@ -12,6 +12,10 @@ and initialisation with seed + r, and scores its test pairs once at the end) and
 
 Figures are drawn from results.json by ``plots.py``.
 
+Each (architecture, round) is one trial (``run_round``) and the folder is assembled from the
+trials' records (``arch_result``), so the same run can be spread over worker processes on one
+machine or several (``distributed/``, docs/distributed.md) and writes the same folder.
+
 Per-epoch TEST curves are computed for plotting only (report A Figure 2 and report B Figures 1
 and 3 plot test curves): a callback scores the test pairs at each epoch end and keeps the numbers
 in its own list. It never writes into Keras' ``logs``, so early stopping (validation pair
@@ -37,6 +41,7 @@ from . import runs
 from .architectures import get_arch, resolve_archs
 from .config import TEST_CURVES, ArchConfig, check_validation
 from .data import Mnist, PairSet, load_mnist, prepare_round
+from .distributed import SCORE, Cluster, run_trials
 from .metrics import COMPARATOR_HEADS, comparator_matrix, confusion_matrix, score_with_losses, summarise_rounds
 from .tables import markdown_table
 from .training import RoundModel, describe_devices, train_round
@@ -111,39 +116,67 @@ class TestCurve(keras.callbacks.Callback):
         self.rows.append({"epoch": epoch + 1, **score_with_losses(out, self.test, self.round_model.arch)})
 
 
-def run_arch_rounds(arch: ArchConfig, exp: ExperimentConfig, mnist: Mnist, progress=None) -> dict:
-    """All rounds of one architecture, each through ``training.train_round``."""
-    round_model = RoundModel(arch, reuse=exp.reuse_compiled)
-    rounds, histories, curves, comparators = [], [], [], []
-    confusion = np.zeros((10, 10), np.int64)
-    wants_curve = exp.test_curves == "all" or (exp.test_curves == "figures" and arch.name in FIGURE_ARCHS)
-    for r in range(exp.rounds):
-        seed = exp.seed + r
-        data = prepare_round(mnist, exp.nb_train, exp.nb_test, exp.val_fraction, seed)
-        curve = TestCurve(round_model, data.test) if wants_curve else None
-        row, out = train_round(round_model, data, seed, [curve] if curve else [], exp.patience)
-        histories.append(row.pop("history"))
-        row.pop("normalisation")
-        rounds.append({"round": r, **row})
-        curves.append(curve.rows if curve is not None else [])
-        if arch.predicts_digits:
-            confusion += confusion_matrix(data.test.classes[:, 0], out["digit_a"].argmax(-1))
-            confusion += confusion_matrix(data.test.classes[:, 1], out["digit_b"].argmax(-1))
-        if arch.siamese and arch.head in COMPARATOR_HEADS:
-            comparators.append(comparator_matrix(round_model.model, arch, data.fit.images))
-        if progress:
-            progress(arch, r, rounds[-1])
+def wants_test_curve(arch: ArchConfig, exp: ExperimentConfig) -> bool:
+    return exp.test_curves == "all" or (exp.test_curves == "figures" and arch.name in FIGURE_ARCHS)
+
+
+def run_round(round_model: RoundModel, exp: ExperimentConfig, mnist: Mnist, r: int) -> dict:
+    """Round ``r`` of one architecture through ``training.train_round``: one trial of the run.
+
+    Depends on nothing but its arguments (``RoundModel`` re-initialises every variable), so any
+    process may run any round. Returns the round's record, JSON-able: its row of rounds.csv, its
+    history, its test curve, its confusion counts and comparator matrix where they apply, and
+    the model's parameter count.
+    """
+    arch = round_model.arch
+    seed = exp.seed + r
+    data = prepare_round(mnist, exp.nb_train, exp.nb_test, exp.val_fraction, seed)
+    curve = TestCurve(round_model, data.test) if wants_test_curve(arch, exp) else None
+    row, out = train_round(round_model, data, seed, [curve] if curve else [], exp.patience)
+    history = row.pop("history")
+    row.pop("normalisation")
+    record = {"round": {"round": r, **row}, "history": history, "test_curve": curve.rows if curve else [],
+              "params": round_model.model.count_params()}
+    if arch.predicts_digits:
+        record["confusion"] = (confusion_matrix(data.test.classes[:, 0], out["digit_a"].argmax(-1))
+                               + confusion_matrix(data.test.classes[:, 1], out["digit_b"].argmax(-1))).tolist()
+    if arch.siamese and arch.head in COMPARATOR_HEADS:
+        record["comparator"] = comparator_matrix(round_model.model, arch, data.fit.images)
+    return record
+
+
+def arch_result(arch: ArchConfig, records: list[dict]) -> dict:
+    """One architecture's entry of results.json from its rounds' records, in round order."""
+    rounds = [rec["round"] for rec in records]
     result = {
         "arch": arch.name, "report": arch.report, "description": arch.description,
-        "config": arch.to_dict(), "reference": arch.reference, "params": round_model.model.count_params(),
+        "config": arch.to_dict(), "reference": arch.reference, "params": records[0]["params"],
         "predicts_digits": arch.predicts_digits, "rounds": rounds,
-        "test": summarise_rounds(rounds), "histories": histories, "test_curves": curves,
+        "test": summarise_rounds(rounds), "histories": [rec["history"] for rec in records],
+        "test_curves": [rec["test_curve"] for rec in records],
     }
     if arch.predicts_digits:
-        result["confusion"] = confusion.tolist()
+        result["confusion"] = np.sum([rec["confusion"] for rec in records], axis=0).tolist()
+    comparators = [rec["comparator"] for rec in records if "comparator" in rec]
     if comparators:
         result["comparator"] = comparators
     return result
+
+
+class RoundTrials:
+    """Runs one trial {"arch", "round"}; keeps the last compiled model, so a process that runs
+    consecutive rounds of one architecture compiles it once."""
+
+    def __init__(self, exp: ExperimentConfig, mnist: Mnist):
+        self.exp, self.mnist = exp, mnist
+        self.round_model: RoundModel | None = None
+
+    def __call__(self, values: dict) -> dict:
+        arch = self.exp.arch(values["arch"])
+        if self.round_model is None or self.round_model.arch != arch:
+            self.round_model = RoundModel(arch, reuse=self.exp.reuse_compiled)
+        record = run_round(self.round_model, self.exp, self.mnist, values["round"])
+        return {SCORE: record["round"]["test"]["pair_accuracy"], **record}
 
 
 class Progress:
@@ -170,22 +203,44 @@ def clock(seconds: float) -> str:
     return f"{m}:{s:02d}"
 
 
-def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress: bool = True) -> dict:
-    """Runs every architecture of ``exp`` and writes the results folder; returns results.json."""
+def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress: bool = True,
+                    cluster: Cluster | None = None) -> dict | None:
+    """Runs every (architecture, round) of ``exp`` as one trial each and writes the results folder;
+    returns results.json.
+
+    ``cluster`` (``distributed.Cluster``) spreads the trials over worker processes: on the chief
+    the rounds arrive from the workers and the folder is written as by a serial run; a worker
+    returns None (the chief writes the folder).
+    """
     exp = exp.validate()
+    cluster = cluster or Cluster()
     archs = [exp.arch(name) for name in resolve_archs(exp.archs)]
     tf.config.experimental.enable_op_determinism()
     mnist = mnist or load_mnist(exp.data)
+    points = [{"arch": arch.name, "round": r} for arch in archs for r in range(exp.rounds)]
+    reporter = Progress(len(points)) if progress and cluster.role != "worker" else None
+    settings = {"kind": "experiments", "data": mnist.describe(),
+                **{k: v for k, v in exp.to_dict().items() if k != "output"}}
+
+    def report(values: dict, record: dict) -> None:
+        if reporter:
+            reporter(exp.arch(values["arch"]), values["round"], record["round"])
+
     start = time.perf_counter()
-    reporter = Progress(len(archs) * exp.rounds) if progress else None
-    results = {arch.name: run_arch_rounds(arch, exp, mnist, reporter) for arch in archs}
+    records = run_trials(points, settings, RoundTrials(exp, mnist), cluster, on_result=report)
+    if records is None:
+        return None
     total = time.perf_counter() - start
+    results = {arch.name: arch_result(arch, records[i * exp.rounds:(i + 1) * exp.rounds])
+               for i, arch in enumerate(archs)}
     doc = {"settings": exp.to_dict(), "data": mnist.describe(), "device": describe_devices(),
+           "workers": cluster.local_workers if cluster.role == "chief" else 0,
            "total_seconds": total, "archs": results}
     write_results(doc, exp.output)
     if progress:
+        where = f" on {cluster.local_workers} local worker(s)" if cluster.role == "chief" else ""
         print(f"total {clock(total)} ({total:.0f} s) for {len(archs)} architecture(s) x "
-              f"{exp.rounds} round(s); results in {exp.output}", flush=True)
+              f"{exp.rounds} round(s){where}; results in {exp.output}", flush=True)
     return doc
 
 

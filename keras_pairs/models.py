@@ -19,7 +19,6 @@ softmax and the sums of P(a <= b) would lose precision.
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import layers, ops
 
 from .config import DIGIT_HEADS, ArchConfig, EncoderConfig

@@ -40,7 +40,8 @@ class RunError(ValueError):
     """A run folder that is missing, incomplete or unreadable; the message says what to run."""
 
 
-def _json_default(obj):
+def json_default(obj):
+    """``json.dump``'s fallback: numpy scalars and arrays as plain numbers and lists, tuples as lists."""
     if isinstance(obj, (np.integer, np.floating)):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -53,7 +54,7 @@ def _json_default(obj):
 def write_json(path: str, obj, indent: int = 2) -> None:
     """JSON with numpy scalars and arrays as plain numbers and lists."""
     with open(path, "w") as f:
-        json.dump(obj, f, indent=indent, default=_json_default)
+        json.dump(obj, f, indent=indent, default=json_default)
         f.write("\n")
 
 

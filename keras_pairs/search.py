@@ -1,33 +1,30 @@
-"""Grid search with k-fold cross-validation on the TRAINING pairs, driven by KerasTuner.
+"""Grid search with k-fold cross-validation on the TRAINING pairs, its trials run by KerasTuner.
 
-KerasTuner's ``GridSearch`` oracle enumerates the grid and keeps the trial records; our tuner only
-overrides ``run_trial``: it turns the trial's hyperparameters into an ``ArchConfig``, trains on
-k-1 folds of the training pairs and scores the held-out fold, k times, and reports the mean
-fold pair accuracy as the objective. Test pairs are never drawn.
+Every (grid point, fold) is one trial (``run_fold``): the architecture with the point's values,
+trained on k-1 folds of the training pairs and scored on the held-out fold. The mean held-out
+pair accuracy over a point's folds is its score. Test pairs are never drawn.
+
+KerasTuner's oracle keeps the trial records (``distributed/``): in this process, or served by a
+chief to worker processes on this machine or others (``--workers N``, ``--chief``/``--worker``,
+or KerasTuner's KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT; see
+docs/distributed.md). Every worker needs the same data and settings; the chief checks them.
 
 The grids and the presets of both reports are in ``grids.py``.
 
-Distributed mode (KerasTuner's own): run the same command on every machine with
-  KERASTUNER_ORACLE_IP=<chief ip> KERASTUNER_ORACLE_PORT=8000 and
-  KERASTUNER_TUNER_ID=chief on one machine (it serves the oracle: hands out grid points, collects
-  results) and KERASTUNER_TUNER_ID=tuner0, tuner1, ... on the workers (each asks the chief for
-  the next grid point, runs its k folds, reports back). The chief needs grpcio/protobuf; every
-  machine needs the same data. See docs/experiments.md.
-
 Output folder: trials.csv, table.md, best_config.json (an ArchConfig: ``python train.py --config
-best_config.json``) and tuner/ (KerasTuner's project: oracle state, one folder per trial; a rerun
-resumes unless ``overwrite``).
+best_config.json``) and tuner/ (KerasTuner's project: oracle state, one folder per trial with its
+result; a rerun resumes unless ``overwrite``).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import logging
 import os
 import time
 
-import keras_tuner
 import numpy as np
 import tensorflow as tf
 
@@ -35,57 +32,49 @@ from . import runs
 from .architectures import get_arch
 from .config import ArchConfig
 from .data import Mnist, PairSet, load_mnist, make_pairs, normalise_round
+from .distributed import SCORE, Cluster, run_trials
 from .grids import OBJECTIVE, PRESETS, apply_hyperparameters, kfold_indices
 from .training import RoundModel, train_round
 
 log = logging.getLogger(__name__)
 
-def cross_validate(arch: ArchConfig, pairs: PairSet, folds: int, seed: int) -> dict:
-    """Mean and std of held-out pair accuracy over ``folds`` folds of the training pairs.
+def run_fold(round_model: RoundModel, pairs: PairSet, folds: int, seed: int, k: int) -> dict:
+    """Fold ``k`` of the cross-validation: one ``training.train_round``, fitted on the other
+    folds (normalised with their own statistics, no validation pairs) and scored once on fold k,
+    which plays the part of the round's test pairs. Returns {"score", "seconds"}."""
+    fit_idx, held_idx = kfold_indices(len(pairs), folds, np.random.default_rng(seed))[k]
+    data = normalise_round(pairs.take(fit_idx), None, pairs.take(held_idx))
+    row, _ = train_round(round_model, data, seed + k)
+    return {SCORE: row["test"]["pair_accuracy"], "seconds": row["seconds"]}
 
-    Each fold is one ``training.train_round``: fitted on k-1 folds (normalised with their own
-    statistics, no validation pairs) and scored once on the held-out fold, which plays the part
-    of the round's test pairs. One compiled model serves every fold of the grid point.
-    """
-    round_model = RoundModel(arch)
-    scores = []
-    for k, (fit_idx, held_idx) in enumerate(kfold_indices(len(pairs), folds, np.random.default_rng(seed))):
-        data = normalise_round(pairs.take(fit_idx), None, pairs.take(held_idx))
-        row, _ = train_round(round_model, data, seed + k)
-        scores.append(row["test"]["pair_accuracy"])
+
+def summarise_folds(scores: list[float]) -> dict:
+    """A grid point's score: mean and sample std of its folds' held-out pair accuracies."""
     return {OBJECTIVE: float(np.mean(scores)),
             "val_pair_accuracy_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0}
 
 
-def make_tuner(arch: ArchConfig, grid: dict, pairs: PairSet, folds: int, seed: int,
-               directory: str, overwrite: bool):
-    """A KerasTuner GridSearch whose trials run k-fold cross-validation (see module doc)."""
-    hp = keras_tuner.HyperParameters()
-    for name, values in grid.items():
-        hp.Choice(name, list(values), ordered=True)
+class FoldTrials:
+    """Runs one trial {grid values..., "fold"}; keeps the last compiled model, so consecutive
+    folds of one grid point compile it once."""
 
-    class CrossValidationGridSearch(keras_tuner.GridSearch):
-        """GridSearch oracle; each trial = k-fold CV of the architecture with the trial's values."""
+    def __init__(self, arch: ArchConfig, grid: dict, pairs: PairSet, folds: int, seed: int):
+        self.arch, self.names, self.pairs, self.folds, self.seed = arch, list(grid), pairs, folds, seed
+        self.round_model: RoundModel | None = None
 
-        def run_trial(self, trial, *args, **kwargs):
-            values = {name: trial.hyperparameters.get(name) for name in grid}
-            start = time.perf_counter()
-            metrics = cross_validate(apply_hyperparameters(arch, values), pairs, folds, seed)
-            log.info("trial %s %s: %.4f ± %.4f (%.1f s)", trial.trial_id, values, metrics[OBJECTIVE],
-                     metrics["val_pair_accuracy_std"], time.perf_counter() - start)
-            return metrics
-
-    return CrossValidationGridSearch(
-        hypermodel=None, objective=keras_tuner.Objective(OBJECTIVE, "max"), hyperparameters=hp,
-        tune_new_entries=False, allow_new_entries=False, directory=directory, project_name="tuner",
-        overwrite=overwrite, seed=seed)
+    def __call__(self, values: dict) -> dict:
+        arch = apply_hyperparameters(self.arch, {name: values[name] for name in self.names})
+        if self.round_model is None or self.round_model.arch != arch:
+            self.round_model = RoundModel(arch)
+        return run_fold(self.round_model, self.pairs, self.folds, self.seed, values["fold"])
 
 
 def grid_search(preset: str | None = None, arch: str | None = None, grid: dict | None = None,
                 folds: int | None = None, epochs: int | None = None, data: str = "auto",
                 nb_train: int = 1000, seed: int = 0, output: str | None = None,
-                overwrite: bool = True, mnist: Mnist | None = None) -> dict:
-    """Runs the grid search and writes the output folder; returns {"trials", "best", "paths"}.
+                overwrite: bool = True, mnist: Mnist | None = None, cluster: Cluster | None = None) -> dict | None:
+    """Runs the grid search and writes the output folder; returns {"trials", "best", "paths"}
+    (None on a worker of a distributed search: the chief writes the folder).
 
     Args:
       preset: "reportA" or "reportB" (its arch, grid and folds are the defaults).
@@ -94,6 +83,7 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
       data, nb_train, seed: the training pairs (drawn once with ``seed``; no test pairs).
       output: folder (default results/search/<preset or custom>-<arch>).
       overwrite: start a fresh KerasTuner project rather than resume one.
+      cluster: this process's part in a distributed search (``distributed.Cluster``; default serial).
     """
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
@@ -108,28 +98,34 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
     if epochs:
         arch_cfg = dataclasses.replace(arch_cfg, epochs=epochs).validate()
     output = output or os.path.join("results", "search", f"{preset or 'custom'}-{arch_name}")
-    os.makedirs(output, exist_ok=True)
+    cluster = cluster or Cluster()
     tf.config.experimental.enable_op_determinism()
     mnist = mnist or load_mnist(data)
     rng = np.random.default_rng(seed)
     pairs = make_pairs(mnist.x_train, mnist.y_train, nb_train, rng, "train")
+    kfold_indices(len(pairs), folds, np.random.default_rng(seed))  # fail fast on a bad fold count
 
-    n_trials = int(np.prod([len(v) for v in grid.values()]))
-    log.info("grid search %s on %s: %d grid points x %d folds, %d epochs, %d training pairs",
-             preset or "custom", arch_name, n_trials, folds, arch_cfg.epochs, nb_train)
-    tuner = make_tuner(arch_cfg, grid, pairs, folds, seed, output, overwrite)
+    names, combos = list(grid), list(itertools.product(*grid.values()))
+    points = [{**dict(zip(names, combo)), "fold": k} for combo in combos for k in range(folds)]
+    settings = {"kind": "search", "arch": arch_cfg.to_dict(), "grid": grid, "folds": folds,
+                "nb_train": nb_train, "seed": seed, "data": mnist.describe()}
+    if cluster.role != "worker":
+        log.info("grid search %s on %s: %d grid points x %d folds, %d epochs, %d training pairs",
+                 preset or "custom", arch_name, len(combos), folds, arch_cfg.epochs, nb_train)
+        os.makedirs(output, exist_ok=True)
+
+    def report(values: dict, result: dict) -> None:
+        point = {name: values[name] for name in names}
+        log.info("%s fold %d/%d: %.4f (%.1f s)", point, values["fold"] + 1, folds, result[SCORE], result["seconds"])
+
     start = time.perf_counter()
-    tuner.search()
+    results = run_trials(points, settings, FoldTrials(arch_cfg, grid, pairs, folds, seed), cluster,
+                         directory=output, overwrite=overwrite, on_result=report)
+    if results is None:
+        return None
     seconds = time.perf_counter() - start
-
-    trials = []
-    for trial in tuner.oracle.trials.values():
-        if trial.score is None:
-            continue
-        row = {name: trial.hyperparameters.get(name) for name in grid}
-        row[OBJECTIVE] = trial.score
-        row["val_pair_accuracy_std"] = trial.metrics.get_best_value("val_pair_accuracy_std")
-        trials.append(row)
+    trials = [{**dict(zip(names, combo)), **summarise_folds([r[SCORE] for r in results[i * folds:(i + 1) * folds]])}
+              for i, combo in enumerate(combos)]
     trials.sort(key=lambda r: -r[OBJECTIVE])
     best_values = {name: trials[0][name] for name in grid}
     best = apply_hyperparameters(arch_cfg, best_values)

@@ -4,7 +4,6 @@ lowering the loss, and the saved model reloading with ``safe_mode`` in a process
 
 import dataclasses
 import json
-import os
 
 import keras
 import numpy as np
