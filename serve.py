@@ -9,16 +9,16 @@ Open http://127.0.0.1:8000/ . The page needs `npm ci` (LiteRT.js) and <arch>_web
 keras_pairs.server.app.serve.
 """
 
-from __future__ import annotations
-
 import argparse
 import sys
 from pathlib import Path
 
+from keras_pairs import cli
+
 ROOT = Path(__file__).resolve().parent
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     which = p.add_mutually_exclusive_group()
@@ -31,20 +31,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--node-modules", type=Path, default=ROOT / "node_modules",
                    help="where `npm ci` put LiteRT.js (default: node_modules beside serve.py)")
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    from keras_pairs.server.app import serve
-    from keras_pairs.server.locate import ModelNotFound
+    args = build_parser().parse_args(argv)
 
-    try:
+    def serve():
+        from keras_pairs.server.app import serve
+
         serve(args.model, args.run, args.models_dir, args.host, args.port, args.node_modules)
-    except ModelNotFound as error:
-        print(f"serve.py: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    return cli.run(args, serve, tensorflow=False)  # the server runs LiteRT only
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 EXPORT_HINT = "make it with `python export.py --tflite` (see docs/export.md)"
 
 
-class ModelNotFound(Exception):
+class ModelNotFound(ValueError):
     """A path the user named does not hold what serve.py needs."""
 
 
