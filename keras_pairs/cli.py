@@ -3,18 +3,19 @@
 Each script (train.py, export.py, predict.py, experiments.py, search.py) parses its flags and
 hands one library call to ``run``, which
 
-* keeps TensorFlow's C++ start-up lines (absl, oneDNN, CUDA probing) off the terminal unless
-  ``--verbose`` is given, and applies ``--intra-op-threads`` before TensorFlow runs an op;
+* keeps TensorFlow's C++ lines (absl start-up, CUDA probing, the converter's) off the terminal
+  unless ``--verbose`` is given, and applies ``--intra-op-threads`` before TensorFlow runs an op;
 * prints a bad input (unknown name, wrong value, missing or corrupt file) as one ``error:`` line
   and exits with 2; Ctrl-C exits with 130 (every folder is written atomically, nothing is lost).
 
-This module imports no TensorFlow: the scripts import the library inside their command, after
-``run`` has quieted it.
+This module imports no TensorFlow at the top: the scripts import the library inside their command,
+after ``run`` has quieted it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -165,29 +166,32 @@ def format_training(result: dict) -> str:
     return "\n".join(lines)
 
 
-def quiet_tensorflow(verbose: int) -> None:
-    """Imports TensorFlow with its C++ start-up lines silenced (unless ``verbose``).
+@contextlib.contextmanager
+def native_stderr_silenced(silence: bool):
+    """Points file descriptor 2 at /dev/null for the block, while Python's ``sys.stderr`` keeps
+    writing to the terminal.
 
-    TF_CPP_MIN_LOG_LEVEL=3 silences most of TensorFlow's C++ logging, but absl writes a few
-    lines to the process's stderr before it reads the setting, and probing for a GPU logs a CUDA
-    error on machines without one: so stderr (file descriptor 2) is pointed at /dev/null while
-    TensorFlow and Keras import and list the devices, then restored. Python errors of the import
-    are raised as usual afterwards.
+    TensorFlow's C++ code writes to fd 2 directly: absl lines before it reads
+    TF_CPP_MIN_LOG_LEVEL, a CUDA probe error on machines without a GPU, and the same again in the
+    TFLite converter's calibration. Python's own messages (warnings, ``error:`` lines, tracebacks)
+    go through ``sys.stderr``, which is re-pointed at a duplicate of the original fd 2.
     """
-    if verbose:
-        import tensorflow  # noqa: F401
+    if not silence:
+        yield
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     sys.stderr.flush()
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    python_stderr = sys.stderr
+    sys.stderr = open(saved, "w", buffering=1, closefd=False, encoding=python_stderr.encoding,
+                      errors="backslashreplace")
     os.dup2(null, 2)
     try:
-        import keras  # noqa: F401
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
+        yield
     finally:
+        sys.stderr.flush()
         os.dup2(saved, 2)
+        sys.stderr = python_stderr
         os.close(null)
         os.close(saved)
 
@@ -207,15 +211,15 @@ def run(args: argparse.Namespace, command, tensorflow: bool = True) -> int:
     verbose = getattr(args, "verbose", 0)
     if not verbose:  # e.g. "triggered tf.function retracing": every rebuilt model traces once
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    try:
-        if tensorflow:
-            quiet_tensorflow(verbose)
-            set_intra_op_threads(getattr(args, "intra_op_threads", None))
-        return command() or 0
-    except (ValueError, TypeError, OSError) as err:  # our errors (DataError, RunError, ...) are ValueErrors
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: folders being written were discarded; earlier results are untouched",
-              file=sys.stderr)
-        return 130
+    with native_stderr_silenced(tensorflow and not verbose):
+        try:
+            if tensorflow:
+                set_intra_op_threads(getattr(args, "intra_op_threads", None))
+            return command() or 0
+        except (ValueError, TypeError, OSError) as err:  # our errors (DataError, RunError, ...) are ValueErrors
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted: folders being written were discarded; earlier results are untouched",
+                  file=sys.stderr)
+            return 130

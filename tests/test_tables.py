@@ -23,3 +23,12 @@ def test_rows_are_mean_and_sample_std_of_the_rounds(tmp_path):
         "v5,0,0,25,2.0,0.9,0.95\nv5,1,1,25,4.0,1.0,0.97\n")
     [row] = tables.readme_rows(str(tmp_path))
     assert row.startswith("| v5 | B | 95.00 ± 7.07 | 95.50 ± 1.10 | 96.00 ± 1.41 | 3.0 | 2 |")
+
+
+def test_readme_and_docs_quote_the_committed_export_tables():
+    for doc, arch in (("README.md", "siamese-prob-aug-tta-x2"), ("docs/export.md", "v5")):
+        with open(os.path.join(ROOT, doc)) as f:
+            text = f.read()
+        with open(os.path.join(ROOT, "results", "export", arch, "export_table.md")) as f:
+            table = f.read().split("\n\n")[0].strip()
+        assert table in text, f"{doc} lacks results/export/{arch}/export_table.md"
