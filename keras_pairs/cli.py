@@ -183,8 +183,9 @@ def native_stderr_silenced(silence: bool):
     sys.stderr.flush()
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     python_stderr = sys.stderr
-    sys.stderr = open(saved, "w", buffering=1, closefd=False, encoding=python_stderr.encoding,
-                      errors="backslashreplace")
+    if _writes_to_fd2(python_stderr):  # not when something (a test harness) already redirected it
+        sys.stderr = open(saved, "w", buffering=1, closefd=False, encoding=python_stderr.encoding,
+                          errors="backslashreplace")
     os.dup2(null, 2)
     try:
         yield
@@ -194,6 +195,13 @@ def native_stderr_silenced(silence: bool):
         sys.stderr = python_stderr
         os.close(null)
         os.close(saved)
+
+
+def _writes_to_fd2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def set_intra_op_threads(n: int | None) -> None:
