@@ -3,8 +3,8 @@
     python -m keras_pairs.export.tfmot_child JOB.json
 
 tfmot 0.8 works only on Keras 2 (tf_keras) models and importing it sets TF_USE_LEGACY_KERAS=1,
-after which ``tf.keras`` means tf_keras: so it runs in its own process and builds only tf_keras
-models (Keras 3 models refuse quantize_model / prune_low_magnitude). It rebuilds
+after which TensorFlow's Keras alias means tf_keras: so it runs in its own process and builds only
+tf_keras models (Keras 3 models refuse quantize_model / prune_low_magnitude). It rebuilds
 the siamese model in tf_keras around a twin of the digit encoder (same layer names), copies the
 trained Keras 3 weights in by layer name, and then
 
@@ -76,6 +76,8 @@ def build_siamese_twin(arch: dict, encoder: tf_keras.Model) -> tf_keras.Model:
     digit_a = L.Softmax(name="digit_a")(la)
     digit_b = L.Softmax(name="digit_b")(lb)
     head = arch["head"]
+    # Lambda is safe here: this tf_keras twin is never saved as a .keras file, only traced into a
+    # SavedModel / TFLite graph, so nothing has to deserialise it.
     if head == "compare":
         pair = L.Lambda(lambda t: _argmax_le(*t), name="pair")([digit_a, digit_b])
     elif head == "probabilistic":
