@@ -157,6 +157,7 @@ class TrialTuner(BaseTuner):
         self.trial_fn, self.fail_fast = trial_fn, fail_fast
         self.current_trial_id: str | None = None
         self.trials_run = 0
+        self.worker_id: str | None = None  # set on a worker: it then logs each trial it begins
         self._asked = False
 
     def pre_create_trial(self):
@@ -169,6 +170,8 @@ class TrialTuner(BaseTuner):
     def on_trial_begin(self, trial):
         self._asked = False
         self.current_trial_id = trial.trial_id
+        if self.worker_id:
+            log.info("worker %s: begins trial %s (%s)", self.worker_id, trial.trial_id, describe(point_values(trial)))
 
     def run_trial(self, trial, *args, **kwargs):
         result = self.trial_fn(point_values(trial))
@@ -319,6 +322,7 @@ def work(cluster: Cluster, settings: dict, trial_fn: Callable[[dict], dict]) -> 
     oracle_client.TIMEOUT = cluster.timeout  # KerasTuner's client waits up to an hour per call
     with tempfile.TemporaryDirectory(prefix="keras_pairs-worker-") as directory:
         tuner = TrialTuner(TrialOracle([], json.dumps({"settings": settings})), trial_fn, directory, overwrite=True)
+        tuner.worker_id = cluster.tuner_id
         heartbeat = Heartbeat(tuner, cluster.timeout)
         try:
             check_settings(run_settings(tuner.oracle.get_space().values.get(RUN)), settings,
