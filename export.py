@@ -4,6 +4,7 @@
     python export.py --tflite              # + float32, float16, dynamic, int8 and qat-int8 .tflite
     python export.py --tflite --arch v4 --modes float32,int8 --int8-io uint8
     python export.py --tflite --prune      # prune the digit encoder first, report the sparsity
+    python export.py --speed siamese-prob-distilled siamese-prob-aug-tta-x2   # int8 files side by side
 
 Artifacts go to <models-dir>/<arch>/export/ (docs/export.md). Flags only: the work is done by
 keras_pairs.export.export_run.
@@ -32,12 +33,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparsity", type=float, default=0.5, help="target sparsity of --prune (default 0.5)")
     p.add_argument("--qat-epochs", type=cli.positive_int, default=3, help="QAT fine-tuning epochs (default 3)")
     p.add_argument("--prune-epochs", type=cli.positive_int, default=4, help="pruning fine-tuning epochs (default 4)")
+    p.add_argument("--speed", nargs="+", metavar="ARCH",
+                   help="instead of exporting: time the exported int8 files of these architectures side by "
+                        "side through ai-edge-litert (multiply-adds, int8 size and accuracy, pairs/s, ms per "
+                        "pair); ratios are to the last one")
+    p.add_argument("--speed-threads", type=cli.positive_int, default=2, help="interpreter threads of --speed (default 2)")
+    p.add_argument("--speed-output", help="with --speed: write speed.json and speed_table.md to this folder")
     cli.add_common_arguments(p, threads=False)
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+
+    def speed():
+        from keras_pairs.export.speed import compare_exports
+        from keras_pairs.runs import staged_folder, write_json
+
+        result = compare_exports(args.speed, args.models_dir, threads=args.speed_threads)
+        print(f"\nint8 files through ai-edge-litert, side by side; deployment budget "
+              f"{result['budget_multiply_adds'] / 1e6:.2f} M multiply-adds per pair\n\n{result['table']}")
+        if args.speed_output:
+            with staged_folder(args.speed_output) as work:
+                write_json(f"{work}/speed.json", {k: v for k, v in result.items() if k != "table"})
+                with open(f"{work}/speed_table.md", "w") as f:
+                    f.write(result["table"])
+            print(f"figures in {args.speed_output}/speed.json and speed_table.md")
 
     def export():
         from keras_pairs.export import ExportConfig, export_run
@@ -56,7 +77,7 @@ def main(argv=None) -> int:
         print("".join(f"- {note}\n" for note in result["notes"]), end="")
         print(f"\nartifacts, export.json and export_table.md in {result['export_dir']}")
 
-    return cli.run(args, export)
+    return cli.run(args, speed if args.speed else export)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,16 @@ _register(replace(_OURS, name="siamese-prob-aug-tta-x2", ensemble=2, batch_size=
                   description="siamese-prob-aug-tta with 2 independent encoders of 5 convolutions in "
                               "one model, batch 25 x 40 epochs, both digits through each encoder in one call"))
 
+# The deployable model: siamese-prob-aug's encoder applied once to each digit (9.3 M multiply-adds a
+# pair, under a twentieth of siamese-prob-aug-tta-x2's 194 M), distilled from x2 trained first in the
+# same round: on the same augmented view of every training digit it matches x2's digit
+# probabilities and P(a <= b) (distillation.py). On development digits (docs/model.md) this took
+# pairs from 97.54 % (the same student on the labels: siamese-prob-aug, its ablation) to 98.58 %;
+# mixup of pairs (share ~ Beta(1, 1)) cost a point at this schedule, with or without the teacher.
+_register(replace(_OURS, name="siamese-prob-distilled", teacher="siamese-prob-aug-tta-x2",
+                  description="siamese-prob-aug's encoder, once per digit, distilled from "
+                              "siamese-prob-aug-tta-x2 trained first in the same round, on the same views"))
+
 # --- Ablations: each removes or adds one ingredient of siamese-prob-aug ---------------------------
 _register(replace(_OURS, name="ablate-strong-argmax", head="compare", encoder=_STRONG_ENCODER,
                   pair_loss_weight=0.0,
@@ -144,6 +154,7 @@ ARCH_SETS = {
     "reportA": ("baseline", "siamese2", "siamese10"),
     "reportB": ("base", "v1-noaux", "v2-noaux", "v3-noaux", "v1", "v2", "v3", "v4", "v5", "v6"),
     "best": ("siamese-prob-aug-tta", "siamese-prob-aug-tta-x2"),
+    "deploy": ("siamese-prob-distilled", "siamese-prob-aug"),  # the student, and the student alone
     "ablation": ("ablate-strong-argmax", "ablate-prob", "siamese-prob-aug", "ablate-prob-aug-pairs"),
 }
 BEST_ARCH = "siamese-prob-aug-tta-x2"
@@ -157,6 +168,18 @@ def get_arch(name: str) -> ArchConfig:
         return ABLATIONS[name]
     raise ValueError(f"unknown architecture {name!r}; valid architectures: {', '.join(ARCHITECTURES)} "
                      f"(ablation variants: {', '.join(ABLATIONS)})")
+
+
+def teacher_of(arch: ArchConfig) -> ArchConfig | None:
+    """The architecture ``arch`` is distilled from (None without a teacher); it must give digit
+    probabilities, which are the student's targets."""
+    if arch.teacher is None:
+        return None
+    teacher = get_arch(arch.teacher)
+    if not teacher.predicts_digits:
+        raise ValueError(f"{arch.name}: its teacher {teacher.name} has no digit outputs to learn from; "
+                         "choose a siamese teacher trained on its digits")
+    return teacher
 
 
 def resolve_archs(names) -> tuple[str, ...]:

@@ -110,6 +110,13 @@ class ArchConfig:
       resample_pairs: each epoch, form new random training pairs from the training digits
         (their classes come with the pairs; the target is recomputed from them).
       swap_pairs: each epoch, present each training pair as (b, a) with probability 1/2.
+      teacher: knowledge distillation: the named architecture is trained first in every round,
+        on the same pairs with the same seed, and this model learns to match its digit
+        probabilities and P(a <= b) on this model's own training views (``distillation.py``);
+        None = the labels. The teacher is not part of this model.
+      mixup: each training pair is mixed with another pair of its batch, both digits by one share
+        drawn from Beta(mixup, mixup), and trained on the mixed targets (the teacher's on the mixed
+        digits, or the mixed labels); 0 = off.
       reference: the figures the report gives (mean %, std %) for result tables.
     """
 
@@ -136,12 +143,19 @@ class ArchConfig:
     batch_size: int = 100
     resample_pairs: bool = False
     swap_pairs: bool = False
+    teacher: str | None = None
+    mixup: float = 0.0
     reference: tuple[float, float | None] | None = None
 
     @property
     def predicts_digits(self) -> bool:
         """Whether the model has digit outputs that were trained as digits."""
         return self.siamese and (self.aux_loss or self.head in DIGIT_HEADS)
+
+    @property
+    def soft_targets(self) -> bool:
+        """Whether the model trains on soft targets (a teacher's, or mixed labels): ``distillation.py``."""
+        return self.teacher is not None or self.mixup > 0
 
     @property
     def trains_pair_output(self) -> bool:
@@ -165,6 +179,14 @@ class ArchConfig:
             raise ValueError(f"{self.name}: stack_digits needs a siamese model")
         if self.ensemble < 1:
             raise ValueError(f"{self.name}: ensemble must be >= 1")
+        if self.mixup < 0:
+            raise ValueError(f"{self.name}: mixup must be >= 0 (0 = off), got {self.mixup}")
+        if self.soft_targets and (self.head != "probabilistic" or self.ensemble != 1 or not self.siamese
+                                  or self.resample_pairs or self.swap_pairs):
+            raise ValueError(f"{self.name}: a teacher or mixup trains one encoder with the probabilistic "
+                             "head on the round's fixed pairs (ensemble 1, no resampled or swapped pairs)")
+        if self.teacher == self.name:
+            raise ValueError(f"{self.name}: a model cannot be its own teacher")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ValueError(f"{self.name}: epochs, batch_size and learning_rate must be positive")
         return self

@@ -272,6 +272,9 @@ def round_rows(doc: dict) -> list[dict]:
             row.update({f"test_{k}": v for k, v in r["test"].items()})
             row.update({f"test_without_views_{k}": v for k, v in r.get("test_without_views", {}).items()})
             row.update({f"val_{k}": v for k, v in r.get("validation", {}).items()})
+            if "teacher" in r:  # a student's teacher, trained first in the same round
+                row["teacher_seconds"] = round(r["teacher"]["seconds"], 3)
+                row.update({f"teacher_test_{k}": v for k, v in r["teacher"]["test"].items()})
             rows.append(row)
     return rows
 

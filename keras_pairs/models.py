@@ -29,6 +29,7 @@ INPUT_SHAPE = (14, 14, 2)
 AUGMENT_SHIFT = 0.1  # fraction of 14 px: up to ~1.4 px
 AUGMENT_ROTATION = 10.0 / 360.0  # fraction of a full turn: +-10 degrees
 AUGMENT_ZOOM = 0.1
+AUGMENT_LAYERS = ("augment_shift", "augment_rotate", "augment_zoom")  # their names, in order
 
 
 def build_encoder(enc: EncoderConfig, in_channels: int, out_units: int, name: str,
@@ -52,11 +53,11 @@ def build_encoder(enc: EncoderConfig, in_channels: int, out_units: int, name: st
     x = inputs
     if enc.augment:
         x = layers.RandomTranslation(AUGMENT_SHIFT, AUGMENT_SHIFT, fill_mode="constant",
-                                     fill_value=background, name="augment_shift")(x)
+                                     fill_value=background, name=AUGMENT_LAYERS[0])(x)
         x = layers.RandomRotation(AUGMENT_ROTATION, fill_mode="constant", fill_value=background,
-                                  name="augment_rotate")(x)
+                                  name=AUGMENT_LAYERS[1])(x)
         x = layers.RandomZoom(AUGMENT_ZOOM, fill_mode="constant", fill_value=background,
-                              name="augment_zoom")(x)
+                              name=AUGMENT_LAYERS[2])(x)
     for i, (filters, kernel, pool) in enumerate(zip(enc.conv_filters, enc.conv_kernels, enc.conv_pools)):
         x = layers.Conv2D(filters, kernel, padding=enc.padding, name=f"conv{i + 1}")(x)
         # block_order names the layers after each convolution, in order ("conv_" + steps).

@@ -88,6 +88,16 @@ def markdown_table(doc: dict) -> str:
                          f"| {pct(plain.get('digit_accuracy'))} |")
             lines.append(f"| {a} | with | {pct(t['pair_accuracy'])} | {pct(t.get('pair_argmax_accuracy'))} "
                          f"| {pct(t.get('digit_accuracy'))} |")
+    students = {a: res for a, res in archs.items() if res["rounds"] and "teacher" in res["rounds"][0]}
+    if students:
+        lines += ["", "**Distillation**: each round trains the teacher first, on the same pairs with the same "
+                  "seed; s/round above counts both", "",
+                  "| student | teacher | teacher's pair accuracy | student's pair accuracy | teacher s/round |",
+                  "|---|---|---|---|---|"]
+        for a, res in students.items():
+            teachers = [r["teacher"] for r in res["rounds"]]
+            lines.append(f"| {a} | {teachers[0]['arch']} | {pct(summarise([t['test']['pair_accuracy'] for t in teachers]))} "
+                         f"| {pct(res['test']['pair_accuracy'])} | {np.mean([t['seconds'] for t in teachers]):.1f} |")
     return "\n".join(lines) + "\n"
 
 

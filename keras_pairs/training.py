@@ -19,8 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 from . import runs
+from .architectures import teacher_of
 from .config import ArchConfig, TrainConfig
 from .data import Mnist, RoundData, load_mnist, prepare_round
+from .distillation import SoftTargetTrainer
 from .metrics import history_rows, score_outputs, summarise_rounds
 from .models import averaged_output, build_model
 from .pipeline import fit_inputs
@@ -72,9 +74,9 @@ def make_optimizer(arch: ArchConfig, steps_per_epoch: int) -> keras.optimizers.O
 
 
 def compile_model(model: keras.Model, arch: ArchConfig, steps_per_epoch: int,
-                  steps_per_execution: int = STEPS_PER_EXECUTION) -> keras.Model:
-    """Compiles with losses, loss weights and metrics keyed by output name; ``steps_per_epoch``
-    sets the length of the cosine schedule."""
+                  steps_per_execution: int = STEPS_PER_EXECUTION, output_names=None) -> keras.Model:
+    """Compiles with losses, loss weights and metrics keyed by output name (``output_names``,
+    default the model's); ``steps_per_epoch`` sets the length of the cosine schedule."""
     loss, weights, metrics = {}, {}, {}
     ce = keras.losses.SparseCategoricalCrossentropy
     # An ensemble's losses sit on each member's outputs (independent members), not on the average.
@@ -87,7 +89,7 @@ def compile_model(model: keras.Model, arch: ArchConfig, steps_per_epoch: int,
             for out in ("digit_a", "digit_b"):
                 loss[out + m] = ce(name=f"{out}{m}_loss")
                 weights[out + m] = arch.digit_loss_weight
-    for out in model.output_names:
+    for out in output_names or model.output_names:
         if averaged_output(out) == out:  # the members' own accuracies would only crowd the logs
             metrics[out] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
     model.compile(optimizer=make_optimizer(arch, steps_per_epoch), loss=loss, loss_weights=weights,
@@ -108,20 +110,26 @@ class RoundModel:
     model built for it would.
     Augmented encoders bake the round's background value into their layers, and a distribution
     strategy builds in its own scope: those are rebuilt every round.
+
+    An architecture with soft targets (a teacher, or mixup) is fitted through a
+    ``SoftTargetTrainer`` around its model (``fit_model``); its teacher has a RoundModel of its own.
     """
 
     def __init__(self, arch: ArchConfig, reuse: bool = True, strategy: tf.distribute.Strategy | None = None):
         self.arch, self.strategy = arch, strategy
-        self.reuse = reuse and not arch.encoder.augment and strategy is None
+        self.reuse = reuse and not arch.encoder.augment and strategy is None and not arch.soft_targets
+        self.teacher = RoundModel(teacher_of(arch), reuse, strategy) if arch.teacher else None
         self.model: keras.Model | None = None
+        self.fit_model: keras.Model | None = None  # what ``fit`` trains: the model, or its trainer
         self._steps = None
         self._optimizer_init = None
         self._inference = None
         self._predict = None
 
     def initialise(self, seed: int, background: float, n_fit: int) -> keras.Model:
-        """The compiled model holding exactly the initial weights a model built now with ``seed``
-        would have (``seed`` also seeds dropout and augmentation)."""
+        """The compiled model to fit, holding exactly the initial weights a model built now with
+        ``seed`` would have (``seed`` also seeds dropout and augmentation). A teacher must have
+        been trained first (``train_round`` does)."""
         keras.utils.set_random_seed(seed)
         steps = steps_per_epoch(self.arch, n_fit)
         self._inference = self._predict = None
@@ -136,11 +144,15 @@ class RoundModel:
                 for var, value in zip(self.model.optimizer.variables, self._optimizer_init):
                     var.assign(value)
                 return self.model
-            compile_model(new, self.arch, steps, 1 if self.strategy is not None else STEPS_PER_EXECUTION)
-            new.optimizer.build(new.trainable_variables)
-        self._optimizer_init = [np.array(v.numpy()) for v in new.optimizer.variables]
-        self.model, self._steps = new, steps
-        return new
+            fit_model = new
+            if self.arch.soft_targets:
+                fit_model = SoftTargetTrainer(new, self.arch, self.teacher.model if self.teacher else None, seed)
+            compile_model(fit_model, self.arch, steps, 1 if self.strategy is not None else STEPS_PER_EXECUTION,
+                          output_names=new.output_names)
+            fit_model.optimizer.build(fit_model.trainable_variables)
+        self._optimizer_init = [np.array(v.numpy()) for v in fit_model.optimizer.variables]
+        self.model, self.fit_model, self._steps = new, fit_model, steps
+        return fit_model
 
     def finish_training(self, background: float) -> None:
         """From now on ``inference`` and ``predict`` are the inference model (``views.py``)."""
@@ -197,7 +209,7 @@ def early_stopping(model: keras.Model, patience: int) -> keras.callbacks.EarlySt
 
 
 def train_round(round_model: RoundModel, data: RoundData, seed: int, callbacks=(),
-                patience: int | None = None, verbose: int = 0) -> tuple[dict, dict]:
+                patience: int | None = None, verbose: int = 0, teacher_trained: bool = False) -> tuple[dict, dict]:
     """Trains one round and scores it once on ``data.test``.
 
     Args:
@@ -208,25 +220,38 @@ def train_round(round_model: RoundModel, data: RoundData, seed: int, callbacks=(
         the model (checkpoints monitor its output names).
       patience: early stopping on the validation pair accuracy (None = every epoch).
       verbose: Keras' fit verbosity; 0 prints a line per epoch only for long rounds.
+      teacher_trained: ``round_model.teacher`` was trained on this round already (a study that
+        distils several students from one teacher); by default it is trained here first.
 
     Returns:
       (row, outputs): the round's record (seed, seconds, epochs run, normalisation, per-epoch
-      history, test and validation metrics, and for architectures with test-time views the same
-      weights scored without them) and the inference model's outputs on ``data.test``.
+      history, test and validation metrics, for architectures with test-time views the same
+      weights scored without them, and for a student its teacher's seconds and scores) and the
+      inference model's outputs on ``data.test``.
     """
     arch = round_model.arch
     start = time.perf_counter()
-    model = round_model.initialise(seed, data.background, len(data.fit))
+    teacher = None
+    if round_model.teacher is not None and not teacher_trained:  # first, on the same pairs and seed
+        log.info("  teacher %s:", round_model.teacher.arch.name)
+        teacher, _ = train_round(round_model.teacher, data, seed, patience=patience, verbose=verbose)
+        log.info("  teacher: test pair accuracy %.4f (%.1f s); the student %s:",
+                 teacher["test"]["pair_accuracy"], teacher["seconds"], arch.name)
+    fit_model = round_model.initialise(seed, data.background, len(data.fit))
+    model = round_model.model
     callbacks = list(callbacks(model) if callable(callbacks) else callbacks)
     if patience is not None and data.val is not None:
         callbacks.append(early_stopping(model, patience))
     if not verbose:
         callbacks.append(EpochProgress())
-    history = model.fit(epochs=arch.epochs, callbacks=callbacks, verbose=verbose,
-                        **fit_inputs(model, arch, data.fit, data.val, seed))
+    history = fit_model.fit(epochs=arch.epochs, callbacks=callbacks, verbose=verbose,
+                            **fit_inputs(model, arch, data.fit, data.val, seed))
     row = {"seed": seed, "seconds": time.perf_counter() - start, "epochs_run": len(history.epoch),
            "normalisation": {"mean": data.mean, "std": data.std},
            "history": history_rows(history.history, len(model.outputs) == 1)}
+    if teacher is not None:
+        row["teacher"] = {"arch": round_model.teacher.arch.name, "seconds": teacher["seconds"],
+                          **{k: teacher[k] for k in ("test", "validation") if k in teacher}}
     if arch.test_time_views:  # the same weights without the views: their exact ablation
         row["test_without_views"] = score_outputs(round_model.predict(data.test.images), data.test)
     round_model.finish_training(data.background)

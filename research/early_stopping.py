@@ -20,18 +20,6 @@ import numpy as np
 from keras_pairs import cli
 
 
-def development_pairs(mnist, drawn: np.ndarray, n: int, seed: int):
-    """``n`` ordered pairs of two different train-split digits that the round did not draw."""
-    from keras_pairs.data import PairSet, pair_target, pool_2x2
-
-    free = np.setdiff1d(np.arange(len(mnist.y_train)), drawn)
-    rng = np.random.default_rng([seed, 7])
-    index = np.stack([rng.choice(free, 2, replace=False) for _ in range(n)])
-    images = np.stack([pool_2x2(mnist.x_train[index[:, 0]]), pool_2x2(mnist.x_train[index[:, 1]])], -1)
-    classes = mnist.y_train[index].astype(np.int32)
-    return PairSet(images.astype(np.float32), pair_target(classes), classes, index)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--archs", nargs="+", default=["reportA", "reportB"])
@@ -46,7 +34,7 @@ def main(argv=None) -> int:
         import tensorflow as tf
 
         from keras_pairs.architectures import get_arch, resolve_archs
-        from keras_pairs.data import load_mnist, make_pairs, normalise_round, split_validation
+        from keras_pairs.data import development_round, load_mnist
         from keras_pairs.metrics import score_outputs
         from keras_pairs.training import RoundModel, train_round
 
@@ -60,13 +48,7 @@ def main(argv=None) -> int:
             models = {"every epoch": RoundModel(arch), f"patience {args.patience}": RoundModel(arch)}
             for r in range(args.rounds):
                 seed = 1000 + r
-                # The training pairs and validation split of round ``seed``, as data.draw_round draws
-                # them, without drawing its test pairs.
-                train = make_pairs(mnist.x_train, mnist.y_train, 1000, np.random.default_rng(seed), "train")
-                fit, val = split_validation(train, 0.1, np.random.default_rng(seed))
-                data = normalise_round(fit, val, val)  # train_round scores "test": here the validation pairs
-                dev = development_pairs(mnist, np.concatenate([fit.index.ravel(), val.index.ravel()]),
-                                        args.dev_pairs, seed).normalised(data.mean, data.std)
+                data, dev = development_round(mnist, 1000, 0.1, seed, args.dev_pairs)
                 for setting, round_model in models.items():
                     patience = None if setting == "every epoch" else args.patience
                     row, _ = train_round(round_model, data, seed, patience=patience)

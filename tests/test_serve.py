@@ -309,6 +309,31 @@ def test_missing_models_say_which_command_makes_them(tmp_path):
     assert done.returncode == 2 and "no such file" in done.stderr and "export.py" in done.stderr
 
 
+def test_the_default_serves_the_latest_deployable_export(tmp_path):
+    """Without --model/--run: the most recently exported deployable run, else the latest export."""
+    from keras_pairs.server.locate import find_model_files
+
+    def export(arch, deployable, when):
+        folder = tmp_path / arch / "export"
+        folder.mkdir(parents=True)
+        for name in (f"{arch}_float32.tflite", f"{arch}_web.tflite"):
+            (folder / name).write_bytes(b"")
+        (folder / "export.json").write_text(json.dumps({"arch": arch, "deployable": deployable}))
+        os.utime(folder / "export.json", (when, when))
+
+    export("small", True, 1000)
+    export("big", False, 2000)
+    assert find_model_files(models_dir=str(tmp_path)).export["arch"] == "small"
+    export("newer-small", True, 3000)
+    (tmp_path / "broken" / "export").mkdir(parents=True)
+    (tmp_path / "broken" / "export" / "export.json").write_text("{")
+    assert find_model_files(models_dir=str(tmp_path)).export["arch"] == "newer-small"
+    shutil.rmtree(tmp_path / "small")
+    shutil.rmtree(tmp_path / "newer-small")
+    shutil.rmtree(tmp_path / "broken")
+    assert find_model_files(models_dir=str(tmp_path)).export["arch"] == "big"
+
+
 # --- the page, in Chromium --------------------------------------------------------------------
 
 

@@ -61,10 +61,11 @@ def convert_tflite(saved_model_dir: str, mode: str, representative=None, int8_io
         return conv.convert()
 
 
-def signature_runner(path_or_bytes):
-    """The serving_default signature of a .tflite file (path or bytes) through ai-edge-litert."""
+def signature_runner(path_or_bytes, threads: int | None = None):
+    """The serving_default signature of a .tflite file (path or bytes) through ai-edge-litert,
+    on ``threads`` threads (None: the interpreter's default)."""
     kwargs = {"model_content": path_or_bytes} if isinstance(path_or_bytes, bytes) else {"model_path": path_or_bytes}
-    return Interpreter(**kwargs).get_signature_runner(SIGNATURE_IMAGES)
+    return Interpreter(**kwargs, num_threads=threads).get_signature_runner(SIGNATURE_IMAGES)
 
 
 def dequantized(runner, out: dict) -> dict:

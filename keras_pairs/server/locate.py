@@ -3,8 +3,9 @@
 A path the user names (--model FILE, --run DIR) must exist, or serve.py stops with a message.
 Files derived from it (the web file beside a --model file, the float32 file of a run) and the default
 search may come up empty: the server still starts, and the page and the API say which command makes
-the missing file. The default rule: under --models-dir, the run whose export/export.json was written
-last (the run exported most recently).
+the missing file. The default rule: under --models-dir, the most recently exported run among the
+deployable ones (export.json says "deployable": at most a twentieth of siamese-prob-aug-tta-x2's
+multiply-adds per pair, which a browser runs at drawing speed), else the most recently exported run.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def find_model_files(model: str | None = None, run: str | None = None,
         problem = (f"no exported model under {models_dir}/: train one (`python train.py --arch v5`), "
                    f"then {EXPORT_HINT}")
         return ModelFiles(None, None, {}, problem, problem)
-    return _from_export_dir(found[-1].parent)
+    deployable = [p for p in found if _is_deployable(p.parent)]
+    return _from_export_dir((deployable or found)[-1].parent)
 
 
 def _from_export_dir(export_dir: Path) -> ModelFiles:
@@ -73,6 +75,13 @@ def _existing(api: Path, web: Path, export: dict) -> ModelFiles:
     return ModelFiles(api if api.is_file() else None, web if web.is_file() else None, export,
                       None if api.is_file() else f"the API's model {api} is missing; {EXPORT_HINT}",
                       None if web.is_file() else f"the page's model {web} is missing; {EXPORT_HINT}")
+
+
+def _is_deployable(export_dir: Path) -> bool:
+    try:
+        return bool(_read_export(export_dir).get("deployable"))
+    except ModelNotFound:  # an unreadable export elsewhere does not stop the default search
+        return False
 
 
 def _read_export(export_dir: Path) -> dict:

@@ -1,0 +1,106 @@
+"""What exported models cost to run: their int8 files timed side by side through ai-edge-litert.
+
+Each file gets two interpreters with ``threads`` threads, one fed ``batch`` pairs per call
+(throughput, pairs/s) and one fed a single pair per call (latency, ms per pair). The files are
+timed in alternation, ``repeats`` turns each, and the median turn is kept: load on the machine
+falls on every file alike, so their ratio is what a comparison should quote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from .. import runs
+from ..cost import deploy_budget, multiply_adds_per_pair
+from .tflite import signature_runner
+
+SPEED_MODE = "int8"
+
+
+def time_calls(call, seconds: float) -> tuple[int, float]:
+    """Calls ``call`` for about ``seconds`` after one warm-up call: (calls, elapsed seconds)."""
+    call()
+    n, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        call()
+        n += 1
+    return n, elapsed
+
+
+def measure_speed(paths: dict[str, str], digits: tuple[np.ndarray, np.ndarray], threads: int = 2,
+                  batch: int = 100, repeats: int = 5, seconds: float = 1.0) -> dict[str, dict]:
+    """{name: {"pairs_per_s", "ms_per_pair"}} of each .tflite file, timed in alternation."""
+    a, b = digits
+    if len(a) < batch:
+        raise ValueError(f"{batch} pairs per call need at least {batch} digits, got {len(a)}")
+    turns: dict[str, list] = {name: [] for name in paths}
+    calls = {}
+    for name, path in paths.items():
+        many = signature_runner(path, threads)
+        one = signature_runner(path, threads)
+        calls[name] = (lambda r=many: r(digit_a=a[:batch], digit_b=b[:batch]),
+                       lambda r=one: r(digit_a=a[:1], digit_b=b[:1]))
+    for _ in range(repeats):
+        for name, (many, one) in calls.items():
+            n, elapsed = time_calls(many, seconds)
+            pairs_per_s = n * batch / elapsed
+            n, elapsed = time_calls(one, seconds / 2)
+            turns[name].append((pairs_per_s, 1000 * elapsed / n))
+    return {name: {"pairs_per_s": float(np.median([t[0] for t in ts])),
+                   "ms_per_pair": float(np.median([t[1] for t in ts]))} for name, ts in turns.items()}
+
+
+def compare_exports(archs: list[str], models_dir: str = runs.DEFAULT_MODELS_DIR, threads: int = 2,
+                    batch: int = 100, repeats: int = 5) -> dict:
+    """The deployment figures of each architecture's exported run (``export.py --tflite``):
+    multiply-adds per pair, int8 file size and accuracy beside the float32 file's, and the
+    int8 files' speed measured side by side on the first run's test digits."""
+    rows, paths, digits = [], {}, None
+    for arch in archs:
+        run, _ = runs.resolve_run(models_dir, arch)
+        export = _read_export(run.path)
+        by_mode = {r["mode"]: r for r in export["rows"]}
+        for mode in ("float32", SPEED_MODE):
+            if mode not in by_mode:
+                raise runs.RunError(f"{run.path}/export has no {mode} file; run "
+                                    f"`python export.py --arch {arch} --tflite --modes float32,{SPEED_MODE}`")
+        paths[arch] = os.path.join(run.path, "export", by_mode[SPEED_MODE]["file"])
+        if digits is None:
+            digits = runs.run_pairs(run).test_digits
+        rows.append({"arch": arch, "run_dir": run.path, "multiply_adds": multiply_adds_per_pair(run.arch),
+                     "int8_bytes": by_mode[SPEED_MODE]["bytes"],
+                     "int8_pair_accuracy": by_mode[SPEED_MODE]["pair_accuracy"],
+                     "float32_pair_accuracy": by_mode["float32"]["pair_accuracy"],
+                     "test_pairs": export["test_pairs"]})
+    speed = measure_speed(paths, digits, threads, batch, repeats)
+    for row in rows:
+        row.update(speed[row["arch"]])
+    return {"rows": rows, "threads": threads, "batch": batch, "repeats": repeats,
+            "budget_multiply_adds": deploy_budget(), "table": format_speed_table(rows, threads, batch)}
+
+
+def format_speed_table(rows: list[dict], threads: int, batch: int) -> str:
+    """Markdown: each architecture's cost, and its ratio to the last row (the reference)."""
+    ref = rows[-1]
+    lines = [f"| arch | multiply-adds per pair | int8 size (KiB) | int8 pair accuracy (%) | vs float32 (pt) "
+             f"| pairs/s, batch {batch}, {threads} threads | ms per pair, batch 1 |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['arch']} | {r['multiply_adds'] / 1e6:.2f} M (1/{ref['multiply_adds'] / r['multiply_adds']:.1f}) "
+                     f"| {r['int8_bytes'] / 1024:.1f} | {100 * r['int8_pair_accuracy']:.2f} "
+                     f"| {100 * (r['int8_pair_accuracy'] - r['float32_pair_accuracy']):+.2f} "
+                     f"| {r['pairs_per_s']:,.0f} (x{r['pairs_per_s'] / ref['pairs_per_s']:.1f}) "
+                     f"| {r['ms_per_pair']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _read_export(run_path: str) -> dict:
+    path = os.path.join(run_path, "export", "export.json")
+    if not os.path.isfile(path):
+        raise runs.RunError(f"{run_path} has no export; run `python export.py --run {run_path} --tflite`")
+    with open(path) as f:
+        return json.load(f)
