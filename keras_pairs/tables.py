@@ -116,7 +116,8 @@ def read_rounds(results_dir: str) -> dict[str, list[dict]]:
 
 def readme_rows(results_dir: str) -> list[str]:
     """One README row per architecture of a results folder: pair accuracy, the report's figure,
-    digit accuracy, seconds per round and rounds, from its rounds.csv."""
+    digit accuracy, seconds per round and rounds, from its rounds.csv. A student's teacher, trained
+    in the same rounds, gets a row of its own after it (its seconds are part of the student's)."""
     rows = []
     for name, rounds in read_rounds(results_dir).items():
         arch = get_arch(name)
@@ -128,6 +129,11 @@ def readme_rows(results_dir: str) -> list[str]:
         seconds = np.mean([r["seconds"] for r in rounds])
         rows.append(f"| {name} | {arch.report} | {column('test_pair_accuracy')} | {reference(arch.reference)} "
                     f"| {column('test_digit_accuracy')} | {seconds:.1f} | {len(rounds)} | `{results_dir}` |")
+        if arch.teacher and "teacher_test_pair_accuracy" in rounds[0]:
+            teacher = get_arch(arch.teacher)
+            rows.append(f"| {teacher.name} (its teacher) | {teacher.report} | {column('teacher_test_pair_accuracy')} "
+                        f"| {reference(teacher.reference)} | {column('teacher_test_digit_accuracy')} "
+                        f"| {np.mean([r['teacher_seconds'] for r in rounds]):.1f} | {len(rounds)} | `{results_dir}` |")
     return rows
 
 

@@ -25,8 +25,21 @@ def test_rows_are_mean_and_sample_std_of_the_rounds(tmp_path):
     assert row.startswith("| v5 | B | 95.00 ± 7.07 | 95.50 ± 1.10 | 96.00 ± 1.41 | 3.0 | 2 |")
 
 
+def test_a_students_teacher_gets_its_own_row(tmp_path):
+    (tmp_path / "rounds.csv").write_text(
+        "arch,round,seed,epochs_run,seconds,test_pair_accuracy,test_digit_accuracy,teacher_seconds,"
+        "teacher_test_pair_accuracy,teacher_test_digit_accuracy\n"
+        "siamese-prob-distilled,0,0,70,10.0,0.98,0.97,6.0,0.99,0.985\n"
+        "siamese-prob-distilled,1,1,70,12.0,0.98,0.97,8.0,0.99,0.985\n")
+    student, teacher = tables.readme_rows(str(tmp_path))
+    assert student.startswith("| siamese-prob-distilled | keras_pairs | 98.00 ± 0.00 | – | 97.00 ± 0.00 | 11.0 | 2 |")
+    assert teacher.startswith("| siamese-prob-aug-tta-x2 (its teacher) | keras_pairs | 99.00 ± 0.00 | – "
+                              "| 98.50 ± 0.00 | 7.0 | 2 |")
+
+
 def test_readme_and_docs_quote_the_committed_export_tables():
-    for doc, arch in (("README.md", "siamese-prob-aug-tta-x2"), ("docs/export.md", "v5")):
+    for doc, arch in (("docs/export.md", "siamese-prob-aug-tta-x2"), ("docs/export.md", "v5"),
+                      ("docs/export.md", "siamese-prob-distilled")):
         with open(os.path.join(ROOT, doc)) as f:
             text = f.read()
         with open(os.path.join(ROOT, "results", "export", arch, "export_table.md")) as f:
