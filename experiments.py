@@ -4,6 +4,7 @@
     python experiments.py --archs reportA --rounds 2   # report A's three models, 2 rounds
     python experiments.py --archs v1 v5 v6 --rounds 3 --epochs 10 --output results/quick
     python experiments.py --archs best --test-curves none --val-fraction 0 --intra-op-threads 1 --output results/best
+    python experiments.py --archs deploy --test-curves none --val-fraction 0 --intra-op-threads 1 --workers 2 --output results/deploy
     python experiments.py --plot-only results/reproduction   # redraw the figures
     python experiments.py --workers 2 --intra-op-threads 1   # the rounds over 2 worker processes
     python experiments.py --chief 10.0.0.1:8000              # on the chief machine, then on each worker:
@@ -24,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Run architectures for N rounds and write tables and figures.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=cli.arch_help())
     parser.add_argument("--archs", nargs="+", default=["reportA", "reportB"], metavar="NAME",
-                        help="architectures or sets (default: reportA reportB)")
+                        help="architectures or sets: reportA, reportB, best, deploy, ablation, all "
+                             "(default: reportA reportB)")
     parser.add_argument("--rounds", type=cli.positive_int, default=10,
                         help="rounds per architecture, fresh pairs and initialisation each (default 10)")
     parser.add_argument("--epochs", type=cli.positive_int, help="epochs per round (default: the architecture's)")

@@ -25,6 +25,13 @@ def test_rows_are_mean_and_sample_std_of_the_rounds(tmp_path):
     assert row.startswith("| v5 | B | 95.00 ± 7.07 | 95.50 ± 1.10 | 96.00 ± 1.41 | 3.0 | 2 |")
 
 
+def test_readme_quotes_the_committed_speed_table():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    with open(os.path.join(ROOT, "results", "export", "speed", "speed_table.md")) as f:
+        assert f.read().strip() in readme, "README lacks results/export/speed/speed_table.md"
+
+
 def test_a_students_teacher_gets_its_own_row(tmp_path):
     (tmp_path / "rounds.csv").write_text(
         "arch,round,seed,epochs_run,seconds,test_pair_accuracy,test_digit_accuracy,teacher_seconds,"
