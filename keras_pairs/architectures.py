@@ -130,9 +130,9 @@ _register(replace(_OURS, name="siamese-prob-aug-tta-x2", ensemble=2, batch_size=
 # The deployable model: siamese-prob-aug's encoder applied once to each digit (9.3 M multiply-adds a
 # pair, under a twentieth of siamese-prob-aug-tta-x2's 194 M), distilled from x2 trained first in the
 # same round: on the same augmented view of every training digit it matches x2's digit
-# probabilities and P(a <= b) (distillation.py). On development digits (docs/model.md) this took
-# pairs from 97.54 % (the same student on the labels: siamese-prob-aug, its ablation) to 98.58 %;
-# mixup of pairs (share ~ Beta(1, 1)) cost a point at this schedule, with or without the teacher.
+# probabilities and P(a <= b) (distillation.py). On development digits (docs/model.md, 2 rounds) this
+# took pairs from 97.81 % (the same student on the labels: siamese-prob-aug, its ablation) to 98.74 %;
+# mixup of pairs (share ~ Beta(1, 1)) cost a point at this schedule under the teacher (1 round).
 _register(replace(_OURS, name="siamese-prob-distilled", teacher="siamese-prob-aug-tta-x2",
                   description="siamese-prob-aug's encoder, once per digit, distilled from "
                               "siamese-prob-aug-tta-x2 trained first in the same round, on the same views"))
