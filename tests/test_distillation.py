@@ -69,6 +69,9 @@ def test_mixed_labels_without_a_teacher(pairs):
 
 
 def test_a_distilled_round_trains_its_teacher_first_and_leaves_it_untouched(round_data):
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()  # the rounds below are compared exactly
     student = RoundModel(TINY_STUDENT)
     teacher_row, _ = train_round(student.teacher, round_data, seed=0)
     teacher_weights = [w.numpy().copy() for w in student.teacher.model.weights]
