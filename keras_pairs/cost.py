@@ -55,7 +55,3 @@ def multiply_adds_per_pair(arch: ArchConfig | str) -> int:
 def deploy_budget() -> int:
     """The most multiply-adds per pair a deployable model may cost."""
     return int(multiply_adds_per_pair(DEPLOY_REFERENCE) * DEPLOY_FRACTION)
-
-
-def is_deployable(arch: ArchConfig | str) -> bool:
-    return multiply_adds_per_pair(arch) <= deploy_budget()

@@ -6,7 +6,8 @@ the teacher (siamese-prob-aug-tta-x2) once on them, then fits every student vari
 mixup. All are scored on pairs of train-split digits the round did not draw (~500 on the default
 data); the test split is never loaded into a pair.
 
-    python research/distillation.py --seeds 1000 1001 --output results/research/distillation.csv
+    python research/distillation.py --seeds 1000 --output results/research/distillation.csv
+    python research/distillation.py --seeds 1001 --variants alone distilled --append
 """
 
 import argparse
@@ -34,6 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001], help="one round per seed (>= 1000)")
     p.add_argument("--dev-pairs", type=cli.positive_int, default=5000)
     p.add_argument("--output", default="results/research/distillation.csv")
+    p.add_argument("--append", action="store_true", help="add the rows to an existing --output file")
     cli.add_common_arguments(p)
     args = p.parse_args(argv)
     if min(args.seeds) < 1000:
@@ -55,8 +57,9 @@ def main(argv=None) -> int:
         teacher = RoundModel(get_arch(student.teacher))
         os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
         rows, writer = [], None
-        with open(args.output, "w", newline="") as out:  # a row per training, written as it ends
-            for r, seed in enumerate(args.seeds):
+        header = not (args.append and os.path.isfile(args.output))
+        with open(args.output, "a" if args.append else "w", newline="") as out:  # a row per training, as it ends
+            for seed in args.seeds:
                 data, dev = development_round(mnist, 1000, 0.1, seed, args.dev_pairs)
                 trained = [("teacher " + teacher.arch.name, teacher, False)]
                 for name in args.variants:
@@ -69,13 +72,14 @@ def main(argv=None) -> int:
                 for name, model, after_teacher in trained:
                     row, _ = train_round(model, data, seed, teacher_trained=after_teacher)
                     scores = score_outputs(model.predict(dev.images), dev)
-                    rows.append({"variant": name, "round": r, "seed": seed, "seconds": round(row["seconds"], 1),
+                    rows.append({"variant": name, "seed": seed, "seconds": round(row["seconds"], 1),
                                  "dev_pair_accuracy": scores["pair_accuracy"],
                                  "dev_digit_accuracy": scores["digit_accuracy"],
                                  "val_pair_accuracy": row["test"]["pair_accuracy"]})
                     if writer is None:
                         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-                        writer.writeheader()
+                        if header:
+                            writer.writeheader()
                     writer.writerow(rows[-1])
                     out.flush()
                     print(f"seed {seed} {name:<40} dev pairs {100 * scores['pair_accuracy']:.2f} %, digits "

@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass
 
 from .. import runs
-from ..cost import is_deployable, multiply_adds_per_pair
+from ..cost import deploy_budget, multiply_adds_per_pair
 from ..data import Mnist
 from . import tfmot
 from .browser import convert_fixed_batch
@@ -100,9 +100,10 @@ def export_run(cfg: ExportConfig, mnist: Mnist | None = None) -> dict:
 
 
 def _export(cfg, run, why, model, arch, mean, std, pairs, work) -> dict:
+    multiply_adds = multiply_adds_per_pair(arch)
     result = {"run_dir": run.path, "selected_because": why, "arch": arch.name,
               "normalisation": {"mean": mean, "std": std}, "test_pairs": len(pairs.test),
-              "multiply_adds_per_pair": multiply_adds_per_pair(arch), "deployable": is_deployable(arch)}
+              "multiply_adds_per_pair": multiply_adds, "deployable": multiply_adds <= deploy_budget()}
     if cfg.prune:
         result["pruning"] = tfmot.prune(model, arch, pairs, mean, std, work, cfg.prune_epochs, cfg.target_sparsity)
         log.info("pruning: encoder sparsity %.1f %% (target %.0f %%)",
