@@ -52,6 +52,10 @@ class SoftTargetTrainer(keras.Model):
     def call(self, pairs, training=False):
         return self.student(pairs, training=False)
 
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        """The student's weights only (checkpoints during ``fit``): they load into the student model."""
+        return self.student.save_weights(filepath, overwrite=overwrite, **kwargs)
+
     def training_views(self, pairs):
         """The step's views of each pair (N x 14 x 14 x 2) and the mixing (share, partner index)."""
         n = ops.shape(pairs)[0]
