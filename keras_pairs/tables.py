@@ -5,13 +5,18 @@ README's result rows are generated from the committed per-round files (``rounds.
 from the results they come from:
 
     python -m keras_pairs.tables results/reproduction results/best
+    python -m keras_pairs.tables results/deploy results/best --speed results/export/speed
+
+``--speed`` adds the deployment table: each model timed by ``export.py --speed`` beside its test
+pair accuracy over the rounds of the first folder that holds it.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import json
 import os
-import sys
 
 import numpy as np
 
@@ -137,11 +142,51 @@ def readme_rows(results_dir: str) -> list[str]:
     return rows
 
 
+def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
+    """The deployment table: per model timed in ``speed_dir`` (speed.json), its test pair accuracy
+    over the rounds of the first of ``results_dirs`` that holds it, its multiply-adds per pair,
+    int8 size and int8 speed; ratios are to the last timed model, as in the speed table."""
+    path = os.path.join(speed_dir, "speed.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: run export.py --speed ... --speed-output {speed_dir} first")
+    with open(path) as f:
+        speed = json.load(f)
+    rounds_of = {}
+    for results_dir in results_dirs:
+        for name, rounds in read_rounds(results_dir).items():
+            rounds_of.setdefault(name, (results_dir, rounds))
+    ref = speed["rows"][-1]
+    lines = ["| arch | test pair accuracy (%) | rounds | multiply-adds per pair | int8 size (KiB) "
+             f"| pairs/s, batch {speed['batch']}, {speed['threads']} threads | results |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for r in speed["rows"]:
+        if r["arch"] not in rounds_of:
+            raise ValueError(f"{r['arch']} has no rounds in {', '.join(results_dirs)}: name the results folder "
+                           "of its test benchmark")
+        results_dir, rounds = rounds_of[r["arch"]]
+        accuracy = pct(summarise([x["test_pair_accuracy"] for x in rounds]))
+        lines.append(f"| {r['arch']} | {accuracy} | {len(rounds)} "
+                     f"| {r['multiply_adds'] / 1e6:.2f} M (1/{ref['multiply_adds'] / r['multiply_adds']:.1f}) "
+                     f"| {r['int8_bytes'] / 1024:.1f} | {r['pairs_per_s']:,.0f} (x{r['pairs_per_s'] / ref['pairs_per_s']:.1f}) "
+                     f"| `{results_dir}`, `{speed_dir}` |")
+    return lines
+
+
 def main(argv=None) -> int:
-    for results_dir in (argv if argv is not None else sys.argv[1:]) or ["results/reproduction"]:
-        print("\n".join(readme_rows(results_dir)))
+    parser = argparse.ArgumentParser(prog="python -m keras_pairs.tables",
+                                     description="Print README's result rows of results folders.")
+    parser.add_argument("results", nargs="*", default=["results/reproduction"], help="results folders")
+    parser.add_argument("--speed", metavar="DIR", help="also print the deployment table of export.py --speed's folder")
+    args = parser.parse_args(argv)
+    try:
+        for results_dir in args.results:
+            print("\n".join(readme_rows(results_dir)))
+        if args.speed:
+            print("\n" + "\n".join(deployment_rows(args.speed, args.results)))
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,6 +1,9 @@
 """README's result rows are the committed results files' figures, generated, never typed."""
 
+import json
 import os
+
+import pytest
 
 from conftest import ROOT
 from keras_pairs import tables
@@ -52,3 +55,23 @@ def test_readme_and_docs_quote_the_committed_export_tables():
         with open(os.path.join(ROOT, "results", "export", arch, "export_table.md")) as f:
             table = f.read().split("\n\n")[0].strip()
         assert table in text, f"{doc} lacks results/export/{arch}/export_table.md"
+
+
+def test_the_deployment_table_joins_each_timed_model_with_its_benchmark(tmp_path):
+    speed, deploy, best = tmp_path / "speed", tmp_path / "deploy", tmp_path / "best"
+    for folder in (speed, deploy, best):
+        folder.mkdir()
+    row = {"int8_pair_accuracy": 0.99, "float32_pair_accuracy": 0.99, "test_pairs": 1000, "ms_per_pair": 0.5}
+    (speed / "speed.json").write_text(json.dumps({"threads": 2, "batch": 100, "rows": [
+        dict(row, arch="siamese-prob-distilled", multiply_adds=10_000_000, int8_bytes=102_400, pairs_per_s=2000.0),
+        dict(row, arch="siamese-prob-aug-tta-x2", multiply_adds=200_000_000, int8_bytes=512_000, pairs_per_s=100.0)]}))
+    (deploy / "rounds.csv").write_text("arch,round,seed,epochs_run,seconds,test_pair_accuracy\n"
+                                       "siamese-prob-distilled,0,0,70,10.0,0.98\nsiamese-prob-distilled,1,1,70,10.0,1.0\n")
+    (best / "rounds.csv").write_text("arch,round,seed,epochs_run,seconds,test_pair_accuracy\n"
+                                     "siamese-prob-aug-tta-x2,0,0,40,10.0,0.99\n")
+    header, _, student, teacher = tables.deployment_rows(str(speed), [str(deploy), str(best)])
+    assert "multiply-adds per pair" in header and "pairs/s, batch 100, 2 threads" in header
+    assert student.startswith("| siamese-prob-distilled | 99.00 ± 1.41 | 2 | 10.00 M (1/20.0) | 100.0 | 2,000 (x20.0) |")
+    assert teacher.startswith("| siamese-prob-aug-tta-x2 | 99.00 ± 0.00 | 1 | 200.00 M (1/1.0) | 500.0 | 100 (x1.0) |")
+    with pytest.raises(ValueError, match="siamese-prob-distilled has no rounds"):
+        tables.deployment_rows(str(speed), [str(best)])
