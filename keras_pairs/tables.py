@@ -144,8 +144,9 @@ def readme_rows(results_dir: str) -> list[str]:
 
 def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
     """The deployment table: per model timed in ``speed_dir`` (speed.json), its test pair accuracy
-    over the rounds of the first of ``results_dirs`` that holds it, its multiply-adds per pair,
-    int8 size and int8 speed; ratios are to the last timed model, as in the speed table."""
+    over the rounds of the first of ``results_dirs`` that holds it (as a model or as a student's
+    teacher), its multiply-adds per pair, int8 size and int8 speed; ratios are to the last timed
+    model, as in the speed table."""
     path = os.path.join(speed_dir, "speed.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: run export.py --speed ... --speed-output {speed_dir} first")
@@ -155,6 +156,9 @@ def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
     for results_dir in results_dirs:
         for name, rounds in read_rounds(results_dir).items():
             rounds_of.setdefault(name, (results_dir, rounds))
+            if "teacher_test_pair_accuracy" in rounds[0]:  # the teacher, trained in the same rounds
+                rounds_of.setdefault(get_arch(name).teacher, (results_dir, [
+                    {"test_pair_accuracy": r["teacher_test_pair_accuracy"]} for r in rounds]))
     ref = speed["rows"][-1]
     lines = ["| arch | test pair accuracy (%) | rounds | multiply-adds per pair | int8 size (KiB) "
              f"| pairs/s, batch {speed['batch']}, {speed['threads']} threads | results |",

@@ -8,7 +8,7 @@ import pytest
 from conftest import ROOT
 from keras_pairs import tables
 
-QUOTED = ("results/reproduction", "results/best", "results/x2_seeds10")
+QUOTED = ("results/reproduction", "results/best", "results/x2_seeds10", "results/deploy")
 
 
 def test_readme_quotes_the_rows_generated_from_the_committed_results():
@@ -28,11 +28,16 @@ def test_rows_are_mean_and_sample_std_of_the_rounds(tmp_path):
     assert row.startswith("| v5 | B | 95.00 ± 7.07 | 95.50 ± 1.10 | 96.00 ± 1.41 | 3.0 | 2 |")
 
 
-def test_readme_quotes_the_committed_speed_table():
+def test_readme_quotes_the_deployment_table_and_docs_the_speed_table():
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
-    with open(os.path.join(ROOT, "results", "export", "speed", "speed_table.md")) as f:
-        assert f.read().strip() in readme, "README lacks results/export/speed/speed_table.md"
+    rows = tables.deployment_rows(os.path.join(ROOT, "results", "export", "speed"),
+                                  [os.path.join(ROOT, d) for d in ("results/deploy", "results/best")])
+    for row in rows[2:]:
+        assert row.replace(ROOT + os.sep, "") in readme, f"README lacks the deployment row:\n{row}"
+    with open(os.path.join(ROOT, "docs", "export.md")) as f, \
+            open(os.path.join(ROOT, "results", "export", "speed", "speed_table.md")) as table:
+        assert table.read().strip() in f.read(), "docs/export.md lacks results/export/speed/speed_table.md"
 
 
 def test_a_students_teacher_gets_its_own_row(tmp_path):
@@ -75,3 +80,7 @@ def test_the_deployment_table_joins_each_timed_model_with_its_benchmark(tmp_path
     assert teacher.startswith("| siamese-prob-aug-tta-x2 | 99.00 ± 0.00 | 1 | 200.00 M (1/1.0) | 500.0 | 100 (x1.0) |")
     with pytest.raises(ValueError, match="siamese-prob-distilled has no rounds"):
         tables.deployment_rows(str(speed), [str(best)])
+    (deploy / "rounds.csv").write_text("arch,round,seed,epochs_run,seconds,test_pair_accuracy,teacher_test_pair_accuracy\n"
+                                       "siamese-prob-distilled,0,0,70,10.0,0.98,0.97\n")
+    teacher = tables.deployment_rows(str(speed), [str(deploy), str(best)])[3]
+    assert teacher.startswith("| siamese-prob-aug-tta-x2 | 97.00 ± 0.00 | 1 |"), "the teacher's rounds come first"
