@@ -142,6 +142,13 @@ def readme_rows(results_dir: str) -> list[str]:
     return rows
 
 
+def cost_cells(row: dict, ref: dict) -> tuple[str, str]:
+    """A timed model's multiply-adds per pair and int8 pairs/s, each with its ratio to ``ref``'s
+    (rows of ``export.py --speed``): the cells its speed table and the deployment table share."""
+    return (f"{row['multiply_adds'] / 1e6:.2f} M (1/{ref['multiply_adds'] / row['multiply_adds']:.1f})",
+            f"{row['pairs_per_s']:,.0f} (x{row['pairs_per_s'] / ref['pairs_per_s']:.1f})")
+
+
 def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
     """The deployment table: per model timed in ``speed_dir`` (speed.json), its test pair accuracy
     over the rounds of the first of ``results_dirs`` that holds it (as a model or as a student's
@@ -169,10 +176,9 @@ def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
                            "of its test benchmark")
         results_dir, rounds = rounds_of[r["arch"]]
         accuracy = pct(summarise([x["test_pair_accuracy"] for x in rounds]))
-        lines.append(f"| {r['arch']} | {accuracy} | {len(rounds)} "
-                     f"| {r['multiply_adds'] / 1e6:.2f} M (1/{ref['multiply_adds'] / r['multiply_adds']:.1f}) "
-                     f"| {r['int8_bytes'] / 1024:.1f} | {r['pairs_per_s']:,.0f} (x{r['pairs_per_s'] / ref['pairs_per_s']:.1f}) "
-                     f"| `{results_dir}`, `{speed_dir}` |")
+        multiply_adds, pairs_per_s = cost_cells(r, ref)
+        lines.append(f"| {r['arch']} | {accuracy} | {len(rounds)} | {multiply_adds} | {r['int8_bytes'] / 1024:.1f} "
+                     f"| {pairs_per_s} | `{results_dir}`, `{speed_dir}` |")
     return lines
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from conftest import ROOT
 from keras_pairs import tables
+from keras_pairs.export.speed import format_speed_table
 
 QUOTED = ("results/reproduction", "results/best", "results/x2_seeds10", "results/deploy")
 
@@ -37,7 +38,11 @@ def test_readme_quotes_the_deployment_table_and_docs_the_speed_table():
         assert row.replace(ROOT + os.sep, "") in readme, f"README lacks the deployment row:\n{row}"
     with open(os.path.join(ROOT, "docs", "export.md")) as f, \
             open(os.path.join(ROOT, "results", "export", "speed", "speed_table.md")) as table:
-        assert table.read().strip() in f.read(), "docs/export.md lacks results/export/speed/speed_table.md"
+        committed = table.read().strip()
+        assert committed in f.read(), "docs/export.md lacks results/export/speed/speed_table.md"
+    with open(os.path.join(ROOT, "results", "export", "speed", "speed.json")) as f:
+        speed = json.load(f)
+    assert format_speed_table(speed["rows"], speed["threads"], speed["batch"]).strip() == committed
 
 
 def test_a_students_teacher_gets_its_own_row(tmp_path):

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import runs
 from ..cost import deploy_budget, multiply_adds_per_pair
+from ..tables import cost_cells
 from .tflite import signature_runner
 
 SPEED_MODE = "int8"
@@ -90,10 +91,9 @@ def format_speed_table(rows: list[dict], threads: int, batch: int) -> str:
              f"| pairs/s, batch {batch}, {threads} threads | ms per pair, batch 1 |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['arch']} | {r['multiply_adds'] / 1e6:.2f} M (1/{ref['multiply_adds'] / r['multiply_adds']:.1f}) "
-                     f"| {r['int8_bytes'] / 1024:.1f} | {100 * r['int8_pair_accuracy']:.2f} "
-                     f"| {100 * (r['int8_pair_accuracy'] - r['float32_pair_accuracy']):+.2f} "
-                     f"| {r['pairs_per_s']:,.0f} (x{r['pairs_per_s'] / ref['pairs_per_s']:.1f}) "
+        multiply_adds, pairs_per_s = cost_cells(r, ref)
+        lines.append(f"| {r['arch']} | {multiply_adds} | {r['int8_bytes'] / 1024:.1f} | {100 * r['int8_pair_accuracy']:.2f} "
+                     f"| {100 * (r['int8_pair_accuracy'] - r['float32_pair_accuracy']):+.2f} | {pairs_per_s} "
                      f"| {r['ms_per_pair']:.3f} |")
     return "\n".join(lines) + "\n"
 
