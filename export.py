@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def speed():
+        from keras_pairs import machine
         from keras_pairs.export.speed import compare_exports
         from keras_pairs.runs import staged_folder, write_json
 
@@ -55,10 +56,11 @@ def main(argv=None) -> int:
               f"{result['budget_multiply_adds'] / 1e6:.2f} M multiply-adds per pair\n\n{result['table']}")
         if args.speed_output:
             with staged_folder(args.speed_output) as work:
-                write_json(f"{work}/speed.json", {k: v for k, v in result.items() if k != "table"})
+                write_json(f"{work}/speed.json", {k: v for k, v in result.items() if k not in ("table", "machine")})
+                machine.write(work, result["machine"])
                 with open(f"{work}/speed_table.md", "w") as f:
                     f.write(result["table"])
-            print(f"figures in {args.speed_output}/speed.json and speed_table.md")
+            print(f"figures in {args.speed_output}/speed.json, speed_table.md and machine.json")
 
     def export():
         from keras_pairs.export import ExportConfig, export_run

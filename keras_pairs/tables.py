@@ -5,10 +5,16 @@ README's result rows are generated from the committed per-round files (``rounds.
 from the results they come from:
 
     python -m keras_pairs.tables results/reproduction results/best
+    python -m keras_pairs.tables results/deploy --seconds-from results/timing/deploy
     python -m keras_pairs.tables results/deploy results/best --speed results/export/speed
 
 ``--speed`` adds the deployment table: each model timed by ``export.py --speed`` beside its test
 pair accuracy over the rounds of the first folder that holds it.
+
+Timings are quoted only from a folder whose ``machine.json`` says the machine was quiet when they
+were made (``machine.py``); elsewhere the cell is "–". ``--seconds-from`` takes the seconds per
+round from another folder (a one-round timing run of the same architectures on a quiet machine),
+for a benchmark whose own timings were made on a busy one and whose accuracy is not re-run.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 
 import numpy as np
 
+from . import machine
 from .architectures import get_arch
 from .metrics import summarise
 
@@ -61,7 +68,9 @@ def markdown_table(doc: dict) -> str:
     lines = [f"Test accuracy (%) over {settings['rounds']} round(s), mean ± std (sample std); "
              f"data: {doc['data']['source']}; {settings['nb_train']} training pairs, "
              + (f"{held_out:.0%} of them held out as validation pairs" if held_out else "all trained on")
-             + f"; device: {doc['device']['device']}; total {doc['total_seconds']:.0f} s.", "",
+             + f"; device: {doc['device']['device']}; total {doc['total_seconds']:.0f} s"
+             + (f" on {machine.MachineState.from_dict(doc['machine']).describe()}" if doc.get("machine") else "")
+             + ".", "",
              "| arch | report | pair accuracy | report's figure | digit accuracy | params | s/round | epochs |",
              "|---|---|---|---|---|---|---|---|"]
     for name, res in archs.items():
@@ -119,10 +128,15 @@ def read_rounds(results_dir: str) -> dict[str, list[dict]]:
     return by_arch
 
 
-def readme_rows(results_dir: str) -> list[str]:
+def readme_rows(results_dir: str, seconds_from: str | None = None) -> list[str]:
     """One README row per architecture of a results folder: pair accuracy, the report's figure,
     digit accuracy, seconds per round and rounds, from its rounds.csv. A student's teacher, trained
-    in the same rounds, gets a row of its own after it (its seconds are part of the student's)."""
+    in the same rounds, gets a row of its own after it (its seconds are part of the student's).
+
+    Seconds per round come from ``seconds_from``'s rounds.csv when given, else from the folder's
+    own, and only where that folder's machine.json records a quiet machine ("–" otherwise)."""
+    timing_dir = seconds_from or results_dir
+    timed = read_rounds(timing_dir) if machine.quotable(timing_dir) else {}
     rows = []
     for name, rounds in read_rounds(results_dir).items():
         arch = get_arch(name)
@@ -131,14 +145,17 @@ def readme_rows(results_dir: str) -> list[str]:
             values = [r[key] for r in rounds if key in r]
             return pct(summarise(values)) if values else "–"
 
-        seconds = np.mean([r["seconds"] for r in rounds])
+        def seconds(key):
+            values = [r[key] for r in timed.get(name, []) if key in r]
+            return f"{np.mean(values):.1f}" if values else "–"
+
         rows.append(f"| {name} | {arch.report} | {column('test_pair_accuracy')} | {reference(arch.reference)} "
-                    f"| {column('test_digit_accuracy')} | {seconds:.1f} | {len(rounds)} | `{results_dir}` |")
+                    f"| {column('test_digit_accuracy')} | {seconds('seconds')} | {len(rounds)} | `{results_dir}` |")
         if arch.teacher and "teacher_test_pair_accuracy" in rounds[0]:
             teacher = get_arch(arch.teacher)
             rows.append(f"| {teacher.name} (its teacher) | {teacher.report} | {column('teacher_test_pair_accuracy')} "
                         f"| {reference(teacher.reference)} | {column('teacher_test_digit_accuracy')} "
-                        f"| {np.mean([r['teacher_seconds'] for r in rounds]):.1f} | {len(rounds)} | `{results_dir}` |")
+                        f"| {seconds('teacher_seconds')} | {len(rounds)} | `{results_dir}` |")
     return rows
 
 
@@ -166,7 +183,7 @@ def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
             if "teacher_test_pair_accuracy" in rounds[0]:  # the teacher, trained in the same rounds
                 rounds_of.setdefault(get_arch(name).teacher, (results_dir, [
                     {"test_pair_accuracy": r["teacher_test_pair_accuracy"]} for r in rounds]))
-    ref = speed["rows"][-1]
+    ref, quiet = speed["rows"][-1], machine.quotable(speed_dir)
     lines = ["| arch | test pair accuracy (%) | rounds | multiply-adds per pair | int8 size (KiB) "
              f"| pairs/s, batch {speed['batch']}, {speed['threads']} threads | results |",
              "|---|---|---:|---:|---:|---:|---|"]
@@ -177,6 +194,8 @@ def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
         results_dir, rounds = rounds_of[r["arch"]]
         accuracy = pct(summarise([x["test_pair_accuracy"] for x in rounds]))
         multiply_adds, pairs_per_s = cost_cells(r, ref)
+        if not quiet:
+            pairs_per_s = "–"
         lines.append(f"| {r['arch']} | {accuracy} | {len(rounds)} | {multiply_adds} | {r['int8_bytes'] / 1024:.1f} "
                      f"| {pairs_per_s} | `{results_dir}`, `{speed_dir}` |")
     return lines
@@ -187,10 +206,12 @@ def main(argv=None) -> int:
                                      description="Print README's result rows of results folders.")
     parser.add_argument("results", nargs="*", default=["results/reproduction"], help="results folders")
     parser.add_argument("--speed", metavar="DIR", help="also print the deployment table of export.py --speed's folder")
+    parser.add_argument("--seconds-from", metavar="DIR",
+                        help="seconds per round from this folder (a timing run on a quiet machine) instead")
     args = parser.parse_args(argv)
     try:
         for results_dir in args.results:
-            print("\n".join(readme_rows(results_dir)))
+            print("\n".join(readme_rows(results_dir, args.seconds_from)))
         if args.speed:
             print("\n" + "\n".join(deployment_rows(args.speed, args.results)))
     except (FileNotFoundError, ValueError) as e:

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from conftest import ROOT
-from keras_pairs import tables
+from keras_pairs import machine, tables
 from keras_pairs.export.speed import format_speed_table
 
 QUOTED = ("results/reproduction", "results/best", "results/x2_seeds10", "results/deploy")
@@ -21,12 +21,33 @@ def test_readme_quotes_the_rows_generated_from_the_committed_results():
             assert row in readme, f"README lacks the row generated from {results_dir}/rounds.csv:\n{row}"
 
 
+def quiet_machine(folder, busy=False):
+    state = machine.MachineState.now("test")
+    state.busy, state.load_before = busy, ((1.5 if busy else 0.1), 0.1, 0.1)
+    machine.write(str(folder), state)
+
+
 def test_rows_are_mean_and_sample_std_of_the_rounds(tmp_path):
     (tmp_path / "rounds.csv").write_text(
         "arch,round,seed,epochs_run,seconds,test_pair_accuracy,test_digit_accuracy\n"
         "v5,0,0,25,2.0,0.9,0.95\nv5,1,1,25,4.0,1.0,0.97\n")
+    quiet_machine(tmp_path)
     [row] = tables.readme_rows(str(tmp_path))
     assert row.startswith("| v5 | B | 95.00 ± 7.07 | 95.50 ± 1.10 | 96.00 ± 1.41 | 3.0 | 2 |")
+
+
+def test_seconds_are_quoted_only_from_a_quiet_machine(tmp_path):
+    rounds = ("arch,round,seed,epochs_run,seconds,test_pair_accuracy\n"
+              "v5,0,0,25,2.0,0.9\nv5,1,1,25,4.0,1.0\n")
+    (tmp_path / "rounds.csv").write_text(rounds)
+    assert "| 95.00 ± 7.07 | 95.50 ± 1.10 | – | – | 2 |" in tables.readme_rows(str(tmp_path))[0], "no record"
+    quiet_machine(tmp_path, busy=True)
+    assert "| – | – | 2 |" in tables.readme_rows(str(tmp_path))[0], "a busy machine"
+    timing = tmp_path / "timing"
+    timing.mkdir()
+    (timing / "rounds.csv").write_text("arch,round,seed,epochs_run,seconds,test_pair_accuracy\nv5,0,0,25,7.0,0.9\n")
+    quiet_machine(timing)
+    assert "| – | 7.0 | 2 |" in tables.readme_rows(str(tmp_path), seconds_from=str(timing))[0]
 
 
 def test_readme_quotes_the_deployment_table_and_docs_the_speed_table():
@@ -42,7 +63,9 @@ def test_readme_quotes_the_deployment_table_and_docs_the_speed_table():
         assert committed in f.read(), "docs/export.md lacks results/export/speed/speed_table.md"
     with open(os.path.join(ROOT, "results", "export", "speed", "speed.json")) as f:
         speed = json.load(f)
-    assert format_speed_table(speed["rows"], speed["threads"], speed["batch"]).strip() == committed
+    state = machine.read(os.path.join(ROOT, "results", "export", "speed"))
+    assert state is not None and not state.busy, "the committed speed figures come from a quiet machine"
+    assert format_speed_table(speed["rows"], speed["threads"], speed["batch"], state).strip() == committed
 
 
 def test_a_students_teacher_gets_its_own_row(tmp_path):
@@ -51,6 +74,7 @@ def test_a_students_teacher_gets_its_own_row(tmp_path):
         "teacher_test_pair_accuracy,teacher_test_digit_accuracy\n"
         "siamese-prob-distilled,0,0,70,10.0,0.98,0.97,6.0,0.99,0.985\n"
         "siamese-prob-distilled,1,1,70,12.0,0.98,0.97,8.0,0.99,0.985\n")
+    quiet_machine(tmp_path)
     student, teacher = tables.readme_rows(str(tmp_path))
     assert student.startswith("| siamese-prob-distilled | keras_pairs | 98.00 ± 0.00 | – | 97.00 ± 0.00 | 11.0 | 2 |")
     assert teacher.startswith("| siamese-prob-aug-tta-x2 (its teacher) | keras_pairs | 99.00 ± 0.00 | – "
@@ -79,6 +103,7 @@ def test_the_deployment_table_joins_each_timed_model_with_its_benchmark(tmp_path
                                        "siamese-prob-distilled,0,0,70,10.0,0.98\nsiamese-prob-distilled,1,1,70,10.0,1.0\n")
     (best / "rounds.csv").write_text("arch,round,seed,epochs_run,seconds,test_pair_accuracy\n"
                                      "siamese-prob-aug-tta-x2,0,0,40,10.0,0.99\n")
+    quiet_machine(speed)
     header, _, student, teacher = tables.deployment_rows(str(speed), [str(deploy), str(best)])
     assert "multiply-adds per pair" in header and "pairs/s, batch 100, 2 threads" in header
     assert student.startswith("| siamese-prob-distilled | 99.00 ± 1.41 | 2 | 10.00 M (1/20.0) | 100.0 | 2,000 (x20.0) |")

@@ -3,7 +3,9 @@
 Each file gets two interpreters with ``threads`` threads, one fed ``batch`` pairs per call
 (throughput, pairs/s) and one fed a single pair per call (latency, ms per pair). The files are
 timed in alternation, ``repeats`` turns each, and the median turn is kept: load on the machine
-falls on every file alike, so their ratio is what a comparison should quote.
+falls on every file alike, so their ratio is what a comparison should quote. The machine's state
+(CPU, cores, load before and after) is recorded with the figures; a busy machine is warned about and
+marked (``machine.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from .. import runs
 from ..cost import deploy_budget, multiply_adds_per_pair
+from ..machine import MachineState, timed_machine
 from ..tables import cost_cells
 from .tflite import signature_runner
 
@@ -77,15 +80,18 @@ def compare_exports(archs: list[str], models_dir: str = runs.DEFAULT_MODELS_DIR,
                      "int8_pair_accuracy": by_mode[SPEED_MODE]["pair_accuracy"],
                      "float32_pair_accuracy": by_mode["float32"]["pair_accuracy"],
                      "test_pairs": export["test_pairs"]})
-    speed = measure_speed(paths, digits, threads, batch, repeats)
+    with timed_machine("export.py --speed") as machine:
+        speed = measure_speed(paths, digits, threads, batch, repeats)
     for row in rows:
         row.update(speed[row["arch"]])
     return {"rows": rows, "threads": threads, "batch": batch, "repeats": repeats,
-            "budget_multiply_adds": deploy_budget(), "table": format_speed_table(rows, threads, batch)}
+            "budget_multiply_adds": deploy_budget(), "machine": machine,
+            "table": format_speed_table(rows, threads, batch, machine)}
 
 
-def format_speed_table(rows: list[dict], threads: int, batch: int) -> str:
-    """Markdown: each architecture's cost, and its ratio to the last row (the reference)."""
+def format_speed_table(rows: list[dict], threads: int, batch: int, machine: MachineState) -> str:
+    """Markdown: each architecture's cost, and its ratio to the last row (the reference); the
+    machine it was timed on below."""
     ref = rows[-1]
     lines = [f"| arch | multiply-adds per pair | int8 size (KiB) | int8 pair accuracy (%) | vs float32 (pt) "
              f"| pairs/s, batch {batch}, {threads} threads | ms per pair, batch 1 |",
@@ -95,6 +101,7 @@ def format_speed_table(rows: list[dict], threads: int, batch: int) -> str:
         lines.append(f"| {r['arch']} | {multiply_adds} | {r['int8_bytes'] / 1024:.1f} | {100 * r['int8_pair_accuracy']:.2f} "
                      f"| {100 * (r['int8_pair_accuracy'] - r['float32_pair_accuracy']):+.2f} | {pairs_per_s} "
                      f"| {r['ms_per_pair']:.3f} |")
+    lines += ["", f"Timed on {machine.describe()}."]
     return "\n".join(lines) + "\n"
 
 
