@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .errors import UserError
 from .config import ArchConfig, EncoderConfig
 
 ARCHITECTURES: dict[str, ArchConfig] = {}
@@ -166,7 +167,7 @@ def get_arch(name: str) -> ArchConfig:
         return ARCHITECTURES[name]
     if name in ABLATIONS:
         return ABLATIONS[name]
-    raise ValueError(f"unknown architecture {name!r}; valid architectures: {', '.join(ARCHITECTURES)} "
+    raise UserError(f"unknown architecture {name!r}; valid architectures: {', '.join(ARCHITECTURES)} "
                      f"(ablation variants: {', '.join(ABLATIONS)})")
 
 
@@ -177,7 +178,7 @@ def teacher_of(arch: ArchConfig) -> ArchConfig | None:
         return None
     teacher = get_arch(arch.teacher)
     if not teacher.predicts_digits:
-        raise ValueError(f"{arch.name}: its teacher {teacher.name} has no digit outputs to learn from; "
+        raise UserError(f"{arch.name}: its teacher {teacher.name} has no digit outputs to learn from; "
                          "choose a siamese teacher trained on its digits")
     return teacher
 

@@ -5,8 +5,11 @@ hands one library call to ``run``, which
 
 * keeps TensorFlow's C++ lines (absl start-up, CUDA probing, the converter's) off the terminal
   unless ``--verbose`` is given, and applies ``--intra-op-threads`` before TensorFlow runs an op;
-* prints a bad input (unknown name, wrong value, missing or corrupt file) as one ``error:`` line
-  and exits with 2; Ctrl-C exits with 130 (every folder is written atomically, nothing is lost).
+* prints a bad input (``errors.UserError``: unknown name, wrong value, missing or corrupt file) or
+  a file-system refusal (``OSError``: permission, full disk) as one ``error:`` line and exits
+  with 2; says a failed check or an incomplete run (``errors.FailedCheck``) in full and exits
+  with 1; lets a bug show its traceback (exit 1); ``--verbose`` shows every failure's traceback;
+  Ctrl-C exits with 130 (every folder is written atomically, nothing is lost).
 
 This module imports no TensorFlow at the top: the scripts import the library inside their command,
 after ``run`` has quieted it.
@@ -20,9 +23,11 @@ import json
 import logging
 import os
 import sys
+import traceback
 
 from .architectures import ABLATIONS, ARCH_SETS, ARCHITECTURES, get_arch
 from .config import OPTIMIZERS, STRATEGIES, ArchConfig, TrainConfig, with_overrides
+from .errors import FailedCheck, UserError
 
 
 def positive_int(value: str) -> int:
@@ -130,7 +135,7 @@ def load_arch_file(path: str) -> ArchConfig:
         with open(path) as f:
             return ArchConfig.from_dict(json.load(f))
     except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"--config {path}: cannot be read as an architecture JSON ({err})") from None
+        raise UserError(f"--config {path}: cannot be read as an architecture JSON ({err})") from None
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -224,9 +229,16 @@ def run(args: argparse.Namespace, command, tensorflow: bool = True) -> int:
             if tensorflow:
                 set_intra_op_threads(getattr(args, "intra_op_threads", None))
             return command() or 0
-        except (ValueError, TypeError, OSError) as err:  # our errors (DataError, RunError, ...) are ValueErrors
+        except (UserError, OSError) as err:
+            if verbose:
+                traceback.print_exc()
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except FailedCheck as err:
+            if verbose:
+                traceback.print_exc()
+            print(f"failed: {err}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             print("interrupted: folders being written were discarded; earlier results are untouched",
                   file=sys.stderr)

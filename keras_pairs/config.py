@@ -11,6 +11,8 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field, fields, replace
 
+from .errors import UserError
+
 HEADS = (
     "digits_concat",  # concat both digit logits -> Dense(2)          (report B v1, report A Siamese2)
     "features_concat",  # concat both encodings -> Dense(2)           (report B v2)
@@ -74,11 +76,11 @@ class EncoderConfig:
 
     def validate(self, name: str) -> "EncoderConfig":
         if not (len(self.conv_filters) == len(self.conv_kernels) == len(self.conv_pools)):
-            raise ValueError(f"{name}: conv_filters, conv_kernels and conv_pools differ in length")
+            raise UserError(f"{name}: conv_filters, conv_kernels and conv_pools differ in length")
         _check_choice(f"{name}: block_order", self.block_order, BLOCK_ORDERS)
         _check_choice(f"{name}: padding", self.padding, PADDINGS)
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"{name}: dropout must lie in [0, 1), got {self.dropout}")
+            raise UserError(f"{name}: dropout must lie in [0, 1), got {self.dropout}")
         return self
 
 
@@ -168,27 +170,27 @@ class ArchConfig:
         _check_choice(f"{self.name}: optimizer", self.optimizer, OPTIMIZERS)
         _check_choice(f"{self.name}: lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if not self.siamese and (self.head != "digits_concat" or self.aux_loss):
-            raise ValueError(f"{self.name}: a non-siamese model has no digit outputs or head choice")
+            raise UserError(f"{self.name}: a non-siamese model has no digit outputs or head choice")
         if not self.trains_pair_output and not self.aux_loss:
-            raise ValueError(f"{self.name}: nothing to train (no pair loss and no digit loss)")
+            raise UserError(f"{self.name}: nothing to train (no pair loss and no digit loss)")
         if self.test_time_views and self.head not in DIGIT_HEADS:
-            raise ValueError(f"{self.name}: test_time_views needs a head of {DIGIT_HEADS}")
+            raise UserError(f"{self.name}: test_time_views needs a head of {DIGIT_HEADS}")
         if self.ensemble > 1 and self.head not in DIGIT_HEADS:
-            raise ValueError(f"{self.name}: an ensemble needs a head of {DIGIT_HEADS}")
+            raise UserError(f"{self.name}: an ensemble needs a head of {DIGIT_HEADS}")
         if self.stack_digits and not self.siamese:
-            raise ValueError(f"{self.name}: stack_digits needs a siamese model")
+            raise UserError(f"{self.name}: stack_digits needs a siamese model")
         if self.ensemble < 1:
-            raise ValueError(f"{self.name}: ensemble must be >= 1")
+            raise UserError(f"{self.name}: ensemble must be >= 1")
         if self.mixup < 0:
-            raise ValueError(f"{self.name}: mixup must be >= 0 (0 = off), got {self.mixup}")
+            raise UserError(f"{self.name}: mixup must be >= 0 (0 = off), got {self.mixup}")
         if self.soft_targets and (self.head != "probabilistic" or self.ensemble != 1 or not self.siamese
                                   or self.resample_pairs or self.swap_pairs):
-            raise ValueError(f"{self.name}: a teacher or mixup trains one encoder with the probabilistic "
+            raise UserError(f"{self.name}: a teacher or mixup trains one encoder with the probabilistic "
                              "head on the round's fixed pairs (ensemble 1, no resampled or swapped pairs)")
         if self.teacher == self.name:
-            raise ValueError(f"{self.name}: a model cannot be its own teacher")
+            raise UserError(f"{self.name}: a model cannot be its own teacher")
         if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise ValueError(f"{self.name}: epochs, batch_size and learning_rate must be positive")
+            raise UserError(f"{self.name}: epochs, batch_size and learning_rate must be positive")
         return self
 
     def to_dict(self) -> dict:
@@ -209,14 +211,14 @@ class ArchConfig:
 
 def _check_choice(what: str, value, valid: tuple) -> None:
     if value not in valid:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+        raise UserError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
 
 
 def _reject_unknown(cls, data: dict, what: str) -> None:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown {what} setting(s) {unknown}; valid: {sorted(known)}")
+        raise UserError(f"unknown {what} setting(s) {unknown}; valid: {sorted(known)}")
 
 
 # What a user may change from the command line; everything else is the architecture's.
@@ -230,9 +232,9 @@ def with_overrides(cfg: ArchConfig, **overrides: typing.Any) -> ArchConfig:
         if value is None:
             continue
         if key not in OVERRIDABLE:
-            raise ValueError(f"cannot override {key!r}; overridable: {sorted(OVERRIDABLE)}")
+            raise UserError(f"cannot override {key!r}; overridable: {sorted(OVERRIDABLE)}")
         if not isinstance(value, OVERRIDABLE[key]) or isinstance(value, bool):
-            raise TypeError(f"{key} must be {OVERRIDABLE[key].__name__}, got {value!r}")
+            raise UserError(f"{key} must be {OVERRIDABLE[key].__name__}, got {value!r}")
         clean[key] = value
     return replace(cfg, **clean).validate()
 
@@ -240,11 +242,11 @@ def with_overrides(cfg: ArchConfig, **overrides: typing.Any) -> ArchConfig:
 def check_validation(val_fraction: float, patience: int | None) -> None:
     """Rejects a validation share outside [0, 1) and early stopping without validation pairs."""
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if patience is not None and patience < 1:
-        raise ValueError(f"patience must be >= 1, got {patience}")
+        raise UserError(f"patience must be >= 1, got {patience}")
     if patience is not None and val_fraction == 0:
-        raise ValueError("early stopping needs validation pairs: set val_fraction > 0 or patience None")
+        raise UserError("early stopping needs validation pairs: set val_fraction > 0 or patience None")
 
 
 @dataclass(frozen=True)
@@ -286,10 +288,10 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         if self.rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+            raise UserError(f"rounds must be >= 1, got {self.rounds}")
         check_validation(self.val_fraction, self.patience)
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
+            raise UserError(f"unknown strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
         self.arch.validate()
         return self
 

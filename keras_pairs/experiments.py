@@ -37,6 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .errors import UserError
 from . import runs
 from .architectures import get_arch, resolve_archs
 from .config import TEST_CURVES, ArchConfig, check_validation
@@ -91,9 +92,9 @@ class ExperimentConfig:
         resolve_archs(self.archs)
         check_validation(self.val_fraction, self.patience)
         if self.test_curves not in TEST_CURVES:
-            raise ValueError(f"test_curves must be one of {TEST_CURVES}, got {self.test_curves!r}")
+            raise UserError(f"test_curves must be one of {TEST_CURVES}, got {self.test_curves!r}")
         if self.rounds < 1:
-            raise ValueError(f"rounds must be >= 1, got {self.rounds}")
+            raise UserError(f"rounds must be >= 1, got {self.rounds}")
         return self
 
     def arch(self, name: str) -> ArchConfig:
@@ -258,7 +259,7 @@ def write_results(doc: dict, output: str) -> None:
 def load_results(output: str) -> dict:
     path = os.path.join(output, "results.json") if os.path.isdir(output) else output
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: run experiments.py first (it writes results.json)")
+        raise UserError(f"{path} not found: run experiments.py first (it writes results.json)")
     with open(path) as f:
         return json.load(f)
 

@@ -14,6 +14,7 @@ import dataclasses
 
 import numpy as np
 
+from .errors import UserError
 from .config import ArchConfig
 
 PRESETS = {
@@ -35,14 +36,14 @@ def apply_hyperparameters(arch: ArchConfig, values: dict) -> ArchConfig:
     """The architecture with grid values applied (unknown names raise, listing the valid ones)."""
     unknown = sorted(set(values) - set(HYPERPARAMETERS))
     if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {unknown}; valid: {list(HYPERPARAMETERS)}")
+        raise UserError(f"unknown hyperparameter(s) {unknown}; valid: {list(HYPERPARAMETERS)}")
     enc = arch.encoder
     filters = list(enc.conv_filters)
     if "conv1" in values:
         filters[0] = int(values["conv1"])
     if "conv2" in values:
         if len(filters) < 2:
-            raise ValueError(f"{arch.name} has one convolution; 'conv2' does not apply")
+            raise UserError(f"{arch.name} has one convolution; 'conv2' does not apply")
         filters[1] = int(values["conv2"])
     enc = dataclasses.replace(enc, conv_filters=tuple(filters))
     if "hidden_units" in values:  # every hidden layer gets the value (report A: "each 128 units")
@@ -56,6 +57,6 @@ def apply_hyperparameters(arch: ArchConfig, values: dict) -> ArchConfig:
 def kfold_indices(n: int, folds: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, held-out) index pairs of a shuffled k-fold split; every item is held out once."""
     if not 2 <= folds <= n:
-        raise ValueError(f"folds must be between 2 and the number of pairs ({n}), got {folds}")
+        raise UserError(f"folds must be between 2 and the number of pairs ({n}), got {folds}")
     parts = np.array_split(rng.permutation(n), folds)
     return [(np.sort(np.concatenate(parts[:k] + parts[k + 1:])), np.sort(parts[k])) for k in range(folds)]

@@ -19,6 +19,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from .errors import UserError
+
 # Above this 1-minute load average per core when a timing starts, the machine counts as busy. A
 # quiet machine shows ~0.0-0.1; one other single-threaded job adds ~0.5 per core on two cores.
 BUSY_LOAD_PER_CORE = 0.3
@@ -93,7 +95,7 @@ class MachineState:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - fields
         if unknown:
-            raise ValueError(f"unknown machine-state keys {sorted(unknown)}; valid: {sorted(fields)}")
+            raise UserError(f"unknown machine-state keys {sorted(unknown)}; valid: {sorted(fields)}")
         d = {**d, "load_before": tuple(d["load_before"]),
              "load_after": tuple(d["load_after"]) if d.get("load_after") else None}
         return cls(**d)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import UserError
 from . import runs
 from .export.serving import predict_images
 from .images import load_digit
@@ -35,7 +36,7 @@ def predict_files(image_a: str, image_b: str, models_dir: str = runs.DEFAULT_MOD
         try:
             digits.append(load_digit(path)[None])
         except OSError as err:
-            raise ValueError(f"{path}: cannot be read as a picture ({err})") from err
+            raise UserError(f"{path}: cannot be read as a picture ({err})") from err
     mean, std = run.normalisation
     return {**summarise(predict_images(model, mean, std, *digits)), "run": run.path}
 

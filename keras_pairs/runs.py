@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from .config import ArchConfig
+from .errors import UserError
 from .data import Mnist, PairSet, draw_round, load_recorded
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODELS_DIR = "saved_models"
 
 
-class RunError(ValueError):
+class RunError(UserError):
     """A run folder that is missing, incomplete or unreadable; the message says what to run."""
 
 

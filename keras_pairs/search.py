@@ -28,6 +28,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from .errors import UserError
 from . import runs
 from .architectures import get_arch
 from .config import ArchConfig
@@ -86,13 +87,13 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
       cluster: this process's part in a distributed search (``distributed.Cluster``; default serial).
     """
     if preset is not None and preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+        raise UserError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
     base = PRESETS.get(preset, {})
     arch_name = arch or base.get("arch")
     grid = grid or base.get("grid")
     folds = folds or base.get("folds", 5)
     if not arch_name or not grid:
-        raise ValueError("give a preset (reportA, reportB) or both an architecture and a grid")
+        raise UserError("give a preset (reportA, reportB) or both an architecture and a grid")
     arch_cfg = get_arch(arch_name)
     apply_hyperparameters(arch_cfg, {k: v[0] for k, v in grid.items()})  # fail fast on bad names
     if epochs:

@@ -26,6 +26,7 @@ import os
 
 import numpy as np
 
+from .errors import UserError
 from . import machine
 from .architectures import get_arch
 from .metrics import summarise
@@ -119,7 +120,7 @@ def read_rounds(results_dir: str) -> dict[str, list[dict]]:
     """rounds.csv of a results folder: architecture -> its rounds (numbers as floats)."""
     path = os.path.join(results_dir, "rounds.csv")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: run experiments.py --output {results_dir} first")
+        raise UserError(f"{path} not found: run experiments.py --output {results_dir} first")
     by_arch: dict[str, list[dict]] = {}
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
@@ -173,7 +174,7 @@ def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
     model, as in the speed table."""
     path = os.path.join(speed_dir, "speed.json")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: run export.py --speed ... --speed-output {speed_dir} first")
+        raise UserError(f"{path} not found: run export.py --speed ... --speed-output {speed_dir} first")
     with open(path) as f:
         speed = json.load(f)
     rounds_of = {}
@@ -189,7 +190,7 @@ def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
              "|---|---|---:|---:|---:|---:|---|"]
     for r in speed["rows"]:
         if r["arch"] not in rounds_of:
-            raise ValueError(f"{r['arch']} has no rounds in {', '.join(results_dirs)}: name the results folder "
+            raise UserError(f"{r['arch']} has no rounds in {', '.join(results_dirs)}: name the results folder "
                            "of its test benchmark")
         results_dir, rounds = rounds_of[r["arch"]]
         accuracy = pct(summarise([x["test_pair_accuracy"] for x in rounds]))

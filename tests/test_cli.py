@@ -42,6 +42,33 @@ def test_bad_input_is_one_error_line_and_exit_code_2(script, args, message, tmp_
     assert len(lines) == 1 or lines[0].startswith("usage:"), err
 
 
+def test_a_failed_check_is_said_in_full_with_exit_1_and_a_bug_shows_its_traceback(monkeypatch, tmp_path):
+    import keras_pairs.export as export_package
+    from keras_pairs.export.verify import VerificationError
+
+    def failing(*args, **kwargs):
+        raise VerificationError("model_int8.tflite: its decision matches the Keras model on only 90 % of\nthe pairs")
+
+    monkeypatch.setattr(export_package, "export_run", failing)
+    code, _, err = run_main("export.py", "--models-dir", str(tmp_path))
+    assert code == 1 and err.startswith("failed: model_int8.tflite") and "the pairs" in err
+    assert "Traceback" not in err
+    code, _, err = run_main("export.py", "--models-dir", str(tmp_path), "--verbose")
+    assert code == 1 and "Traceback" in err, "--verbose shows the traceback of any failure"
+
+    def buggy(*args, **kwargs):
+        raise ValueError("an internal inconsistency")  # a plain ValueError is a bug, not bad input
+
+    monkeypatch.setattr(export_package, "export_run", buggy)
+    with pytest.raises(ValueError, match="internal inconsistency"):
+        run_main("export.py", "--models-dir", str(tmp_path))  # uncaught: Python prints it, exit 1
+
+
+def test_verbose_shows_the_traceback_of_bad_input_too(tmp_path):
+    code, _, err = run_main("predict.py", "a.png", "b.png", "--models-dir", str(tmp_path), "--verbose")
+    assert code == 2 and "Traceback" in err and "error: " in err
+
+
 def as_from_a_terminal():
     """A child's SIGINT as a terminal's foreground job has it: default action, not blocked.
 

@@ -34,7 +34,7 @@ def test_config_round_trip_and_strict_overrides():
         config.ArchConfig.from_dict({**get_arch("v1").to_dict(), "colour": "red"})
     with pytest.raises(ValueError, match="cannot override 'head'"):
         config.with_overrides(get_arch("v1"), head="compare")
-    with pytest.raises(TypeError, match="epochs must be int"):
+    with pytest.raises(ValueError, match="epochs must be int"):
         config.with_overrides(get_arch("v1"), epochs="5")
 
 

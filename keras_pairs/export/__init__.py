@@ -23,6 +23,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
+from ..errors import UserError
 from .. import runs
 from ..cost import deploy_budget, multiply_adds_per_pair
 from ..data import Mnist
@@ -73,11 +74,11 @@ class ExportConfig:
         for mode in self.modes:
             check_mode(mode)
         if self.int8_io not in INT8_IO:
-            raise ValueError(f"unknown int8 I/O type {self.int8_io!r}; valid: {', '.join(INT8_IO)}")
+            raise UserError(f"unknown int8 I/O type {self.int8_io!r}; valid: {', '.join(INT8_IO)}")
         if not 0.0 < self.target_sparsity < 1.0:
-            raise ValueError(f"target sparsity must lie in (0, 1), got {self.target_sparsity}")
+            raise UserError(f"target sparsity must lie in (0, 1), got {self.target_sparsity}")
         if self.qat_epochs < 1 or self.prune_epochs < 1:
-            raise ValueError("qat_epochs and prune_epochs must be >= 1")
+            raise UserError("qat_epochs and prune_epochs must be >= 1")
         return self
 
 

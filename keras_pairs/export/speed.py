@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from ..errors import UserError
 from .. import runs
 from ..cost import deploy_budget, multiply_adds_per_pair
 from ..machine import MachineState, timed_machine
@@ -40,7 +41,7 @@ def measure_speed(paths: dict[str, str], digits: tuple[np.ndarray, np.ndarray], 
     """{name: {"pairs_per_s", "ms_per_pair"}} of each .tflite file, timed in alternation."""
     a, b = digits
     if len(a) < batch:
-        raise ValueError(f"{batch} pairs per call need at least {batch} digits, got {len(a)}")
+        raise UserError(f"{batch} pairs per call need at least {batch} digits, got {len(a)}")
     turns: dict[str, list] = {name: [] for name in paths}
     calls = {}
     for name, path in paths.items():

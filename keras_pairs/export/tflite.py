@@ -9,13 +9,14 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from ..errors import UserError
 from ..config import INT8_IO, TFLITE_MODES as MODES
 from .serving import SIGNATURE_IMAGES
 
 
 def check_mode(mode: str) -> str:
     if mode not in MODES:
-        raise ValueError(f"unknown TFLite mode {mode!r}; valid modes: {', '.join(MODES)}")
+        raise UserError(f"unknown TFLite mode {mode!r}; valid modes: {', '.join(MODES)}")
     return mode
 
 
@@ -48,9 +49,9 @@ def convert_tflite(saved_model_dir: str, mode: str, representative=None, int8_io
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     elif mode in ("int8", "qat-int8"):
         if representative is None:
-            raise ValueError(f"mode {mode} needs a representative dataset for calibration")
+            raise UserError(f"mode {mode} needs a representative dataset for calibration")
         if int8_io not in INT8_IO:
-            raise ValueError(f"unknown int8 I/O type {int8_io!r}; valid: {', '.join(INT8_IO)}")
+            raise UserError(f"unknown int8 I/O type {int8_io!r}; valid: {', '.join(INT8_IO)}")
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

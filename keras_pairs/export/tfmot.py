@@ -16,12 +16,13 @@ import sys
 import numpy as np
 
 from ..config import ArchConfig
+from ..errors import FailedCheck, UserError
 from ..models import digit_encoders
 from ..runs import RunPairs
 
 
-class TfmotError(ValueError):
-    """QAT or pruning that cannot run on this model, or whose child process failed."""
+class TfmotError(FailedCheck):
+    """QAT or pruning whose child process failed (its output's tail is in the message)."""
 
 
 def unsupported(arch: ArchConfig) -> str | None:
@@ -38,7 +39,7 @@ def unsupported(arch: ArchConfig) -> str | None:
 def _check(arch: ArchConfig, what: str) -> None:
     why = unsupported(arch)
     if why:
-        raise TfmotError(f"{what} supports siamese models with one digit encoder and no test-time "
+        raise UserError(f"{what} supports siamese models with one digit encoder and no test-time "
                          f"views; {why}")
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..data import PairSet
+from ..errors import FailedCheck
 from ..metrics import score
 from .serving import IMAGE_INPUTS, SIGNATURE_IMAGES, SIGNATURE_PAIRS, signature_outputs
 from .tflite import dequantized, signature_runner
@@ -25,7 +26,7 @@ MIN_AGREEMENT = {"dynamic": 0.98, "int8": 0.98}
 MAX_QAT_ACCURACY_LOSS = 0.10
 
 
-class VerificationError(ValueError):
+class VerificationError(FailedCheck):
     """An artifact that does not match its Keras model; it is not installed."""
 
 

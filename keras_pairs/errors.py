@@ -1,0 +1,22 @@
+"""The two kinds of failure that are not bugs, and how a command line shows each (``cli.run``).
+
+``UserError``: something the user can fix: a bad flag value, an unknown name, a missing, corrupt
+or wrong-shaped file, a missing optional dependency. The message names the problem and what to
+do; a command prints it as one ``error:`` line and exits with 2.
+
+``FailedCheck``: the work ran, but its result cannot be trusted or is incomplete: an exported
+artifact that disagrees with its Keras model, a run whose jobs did not all finish. A command says
+so in full (the message may span lines) and exits with 1.
+
+Anything else is a bug: a command shows its traceback and exits with 1. ``--verbose`` shows the
+traceback of every failure. ``UserError`` is a ``ValueError``, so library callers that validate
+arguments the usual way keep working.
+"""
+
+
+class UserError(ValueError):
+    """Bad input a user can correct; the message says what is wrong and what to do."""
+
+
+class FailedCheck(Exception):
+    """Work that ran but whose result failed a check or is incomplete; said in full."""
