@@ -95,8 +95,9 @@ class SoftTargetTrainer(keras.Model):
                             for k in ("pair", "digit_a", "digit_b")])
         weights = self.body.trainable_weights
         self.optimizer.apply(tape.gradient(loss, weights), weights)
-        # As Keras' own train_step: the loss into the model's loss tracker, the compiled metrics
-        # (here: on the training views) through compute_metrics.
-        self._loss_tracker.update_state(loss, sample_weight=ops.shape(pairs)[0])
+        # As Keras' own train_step: the loss into the model's loss tracker (the metric named "loss"
+        # in the public ``metrics``, as Keras' guide to a custom train_step updates it), the
+        # compiled metrics (here: on the training views) through compute_metrics.
+        next(m for m in self.metrics if m.name == "loss").update_state(loss, sample_weight=ops.shape(pairs)[0])
         outputs["pair_argmax"] = argmax_a_le_b(digit_a, digit_b)
         return self.compute_metrics(pairs, targets, outputs, sample_weight=None)

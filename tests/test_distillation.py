@@ -15,7 +15,7 @@ from keras_pairs.training import RoundModel, train_and_evaluate, train_round
 
 STUDENT = architectures.get_arch("siamese-prob-distilled")
 # A cheap teacher for tests (v4 trains its digits in seconds); the registry's is siamese-prob-aug-tta-x2.
-TINY_STUDENT = dataclasses.replace(STUDENT, teacher="v4", epochs=3)
+TINY_STUDENT = dataclasses.replace(STUDENT, teacher="v4", epochs=2)
 
 
 @pytest.fixture(scope="module")
