@@ -299,10 +299,12 @@ def test_mnist_style_copies_agree():
 
 
 def test_no_trained_model_says_what_to_run(tmp_path):
-    for script, args in (("export.py", ["--tflite"]), ("predict.py", ["a.png", "b.png"])):
+    # predict.py without --arch falls back on the shipped model (tests/test_pretrained.py)
+    for script, args, message in (("export.py", ["--tflite"], "no trained siamese model"),
+                                  ("predict.py", ["a.png", "b.png", "--arch", "v5"], "no run folder")):
         proc = run_script(script, *args, "--models-dir", str(tmp_path / "none"))
         assert proc.returncode == 2
-        assert "no trained siamese model" in proc.stderr and "python train.py --arch v5" in proc.stderr
+        assert message in proc.stderr and "python train.py --arch v5" in proc.stderr
 
 
 def _copy_run(exported, tmp_path) -> str:
