@@ -12,7 +12,8 @@ The commands (`--refresh` runs them in a temporary folder):
 The run folder's config.json, metrics.json and model.keras, and the export's export.json and .tflite
 files (int8, which the API runs, and the page's fixed-batch web file) are copied
 into keras_pairs/pretrained/siamese-prob-distilled/ with provenance.json, which records the commands,
-the git commit, seed, data and the accuracy the export measured on the run's test pairs. The folder
+the git commit of the checkout that installs it (with --refresh, the one that trained it), seed, data
+and the accuracy the export measured on the run's test pairs. The folder
 is swapped in only when complete.
 """
 
@@ -27,6 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..cli import native_stderr_silenced
 from . import ARCH, DIR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +62,8 @@ def refresh(work: Path) -> dict:
 
 def install(run_dir: Path) -> dict:
     """Copies an exported run into the package with its provenance.json; returns the provenance."""
-    from ..runs import staged_folder, write_json
+    with native_stderr_silenced(True):  # TensorFlow's start-up lines (runs imports Keras)
+        from ..runs import staged_folder, write_json
 
     export_dir = run_dir / "export"
     missing = [str(p) for p in [*(run_dir / f for f in RUN_FILES), *(export_dir / f for f in EXPORT_FILES)]
