@@ -378,7 +378,9 @@ def _tricky_bodies() -> list[bytes]:
               row(text, text, " [[1]]"), row("[[1, [2]]]", text), row(text.replace("], [", "],\n ["), text),
               '{"inputs": {"digit_a": [[[1, 2], [3, 4]], [[1, 2], [3]]], "digit_b": [[[1]]]}}',
               '{"inputs": {"digit_a": [[[[1]]]], "digit_b": [[[1]]]}}',
-              "[" + text + ", " + text + "]"]
+              "[" + text + ", " + text + "]", '{"instances": [[[1]]]}', '{"inputs": [[[1]]]}',
+              row(text, text, ', "signature_name": [[1, 2]]'), row(text, text, ', "signature_name": [[1]]'),
+              '{"instances": [{"digit_a": %s, "digit_b": %s, "x": [[1]]}]}' % (text, text)]
     return [b.encode() for b in bodies]
 
 

@@ -216,13 +216,40 @@ def _skeleton(shape: tuple[int, ...]) -> bytes:
     return b"[" + b",".join([_skeleton(shape[1:])] * shape[0]) + b"]"
 
 
-def _swap_in(value: Any, blocks: list[np.ndarray]) -> Any:
-    if isinstance(value, str) and value.startswith(_MARK):
-        return blocks[int(value[1:])]
-    if isinstance(value, dict):
-        if any(key.startswith(_MARK) for key in value):
-            raise LookupError("a placeholder as a key")
-        return {key: _swap_in(item, blocks) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_swap_in(item, blocks) for item in value]
-    return value
+def _swap_in(request: Any, arrays: list[np.ndarray]) -> Any:
+    """The request with its placeholders replaced: by the NumPy array where a digit's pixels belong
+    (instances[i].digit_a, inputs.digit_b, ...), by the nested lists json.loads would have made
+    anywhere else (a "signature_name" or an "instances" that is an array), so that every check and
+    every message sees what the general path sees."""
+    def plain(value, pixels=False):
+        if isinstance(value, str) and value.startswith(_MARK):
+            array = arrays[int(value[1:])]
+            return array if pixels else array.tolist()
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in _checked(value).items()}
+        if isinstance(value, list):
+            return [plain(item) for item in value]
+        return value
+
+    def digits(value):
+        if not isinstance(value, dict):
+            return plain(value)
+        return {key: plain(item, pixels=key in DIGITS) for key, item in _checked(value).items()}
+
+    if not isinstance(request, dict):
+        return plain(request)
+    swapped = {}
+    for key, value in _checked(request).items():
+        if key == "instances" and isinstance(value, list):
+            swapped[key] = [digits(item) for item in value]
+        elif key == "inputs":
+            swapped[key] = digits(value)
+        else:
+            swapped[key] = plain(value)
+    return swapped
+
+
+def _checked(obj: dict) -> dict:
+    if any(key.startswith(_MARK) for key in obj):
+        raise LookupError("a placeholder as a key: the body was not valid JSON")
+    return obj
