@@ -1,6 +1,7 @@
 """Is digit A <= digit B? Two digit pictures through a trained model.
 
-    python predict.py a.png b.png                       # best siamese run in saved_models
+    python predict.py a.png b.png                       # best siamese run in saved_models, else
+                                                        # the model shipped in the package
     python predict.py a.png b.png --arch v4 --json
     python predict.py a.png b.png --run saved_models/v5
 
@@ -33,6 +34,8 @@ def main(argv=None) -> int:
         from keras_pairs.predict import format_result, predict_files
 
         result = predict_files(args.image_a, args.image_b, args.models_dir, args.arch, args.run_dir)
+        if result.get("note"):
+            print(result["note"], file=sys.stderr)
         print(json.dumps(result) if args.json else format_result(result))
 
     return cli.run(args, predict)

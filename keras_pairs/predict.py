@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import pretrained, runs
 from .errors import UserError
-from . import runs
 from .export.serving import predict_images
 from .images import load_digit
 
@@ -25,11 +25,24 @@ def summarise(out: dict) -> dict:
     return result
 
 
+def resolve_run(models_dir: str = runs.DEFAULT_MODELS_DIR, arch: str | None = None,
+                run_dir: str | None = None) -> tuple[runs.Run, str | None]:
+    """The run named by ``run_dir`` / ``arch``, else the best one by validation accuracy, else (no
+    trained run at all) the model shipped in the package; and a note for the user in that case."""
+    if run_dir or arch or not pretrained.available():
+        return runs.resolve_run(models_dir, arch, run_dir)[0], None
+    try:
+        return runs.find_best_run(models_dir)[0], None
+    except runs.RunError:
+        return (runs.load_run(str(pretrained.DIR)),
+                f"no trained run in {models_dir}/: using {pretrained.describe()}")
+
+
 def predict_files(image_a: str, image_b: str, models_dir: str = runs.DEFAULT_MODELS_DIR,
                   arch: str | None = None, run_dir: str | None = None) -> dict:
-    """The decision for two picture files, from the run named by ``run_dir`` / ``arch`` or the
-    best run by validation accuracy; the result says which run answered."""
-    run, _ = runs.resolve_run(models_dir, arch, run_dir)
+    """The decision for two picture files (see ``resolve_run``); the result says which run
+    answered, and carries a "note" when it is the shipped model."""
+    run, note = resolve_run(models_dir, arch, run_dir)
     model = runs.load_model(run.model_path)
     digits = []
     for path in (image_a, image_b):
@@ -38,7 +51,8 @@ def predict_files(image_a: str, image_b: str, models_dir: str = runs.DEFAULT_MOD
         except OSError as err:
             raise UserError(f"{path}: cannot be read as a picture ({err})") from err
     mean, std = run.normalisation
-    return {**summarise(predict_images(model, mean, std, *digits)), "run": run.path}
+    result = {**summarise(predict_images(model, mean, std, *digits)), "run": run.path}
+    return {**result, "note": note} if note else result
 
 
 def format_result(result: dict) -> str:

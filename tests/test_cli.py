@@ -30,7 +30,7 @@ def test_training_is_quiet_by_default_and_verbose_on_demand(cli_run):
     ("experiments.py", ["--archs", "v4", "--val-fraction", "0", "--patience", "3"], "early stopping needs validation pairs"),
     ("search.py", ["--arch", "v5", "--grid", "momentum=0.9"], "unknown hyperparameter"),
     ("export.py", ["--modes", "float32,fp8"], "unknown TFLite mode 'fp8'"),
-    ("predict.py", ["missing_a.png", "missing_b.png"], "no trained siamese model"),
+    ("predict.py", ["missing_a.png", "missing_b.png"], "missing_a.png: cannot be read as a picture"),
 ])
 def test_bad_input_is_one_error_line_and_exit_code_2(script, args, message, tmp_path):
     # In this process: the flags, the error line and the exit code do not depend on a fresh one

@@ -286,10 +286,12 @@ def test_mnist_style_copies_agree():
 
 
 def test_no_trained_model_says_what_to_run(tmp_path):
-    for script, args in (("export.py", ["--tflite"]), ("predict.py", ["a.png", "b.png"])):
+    # predict.py without --arch falls back on the shipped model (tests/test_pretrained.py)
+    for script, args, message in (("export.py", ["--tflite"], "no trained siamese model"),
+                                  ("predict.py", ["a.png", "b.png", "--arch", "v5"], "no run folder")):
         code, _, err = run_main(script, *args, "--models-dir", str(tmp_path / "none"))
         assert code == 2
-        assert "no trained siamese model" in err and "python train.py --arch v5" in err
+        assert message in err and "python train.py --arch v5" in err
 
 
 def _copy_run(exported, tmp_path) -> str:

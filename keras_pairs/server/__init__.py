@@ -1,11 +1,12 @@
 """`python serve.py`: a page that runs the model in the browser (LiteRT.js) and TF Serving's REST
-predict API over ai-edge-litert, from one server. Nothing here imports TensorFlow or Keras, so the
+API over ai-edge-litert, from one server. Nothing here imports TensorFlow or Keras, so the
 serving process stays small and starts fast (tests/test_serve.py checks it).
 
-    locate.py    which .tflite files to serve (the rule for picking a run)
-    inference.py a pool of LiteRT interpreters, one per concurrent request
-    payload.py   TF Serving request bodies -> checked uint8 arrays (every mistake a 400)
-    app.py       the Starlette routes and `serve`, which runs them under uvicorn
-    samples.py   writes static/samples.json, one real MNIST digit per class
-    bench.py     requests/s and latency of a running server
+    locate.py      which .tflite files to serve (the rule for picking a run; the shipped model last)
+    inference.py   a pool of LiteRT interpreters, one per concurrent request
+    payload.py     TF Serving request bodies -> checked uint8 arrays (every mistake a 400), fast path
+    app.py         the routes, TF Serving's URL forms and messages, the limits, `serve` under uvicorn
+    samples.py     writes static/samples.json, one real MNIST digit per class
+    bench.py       requests/s and latency of a running server
+    screenshot.py  docs/serve.png from the shipped model, in headless Chromium
 """

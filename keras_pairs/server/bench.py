@@ -1,6 +1,6 @@
 """Throughput and latency of a running server's predict API: concurrent clients over loopback.
 
-    python serve.py --run saved_models/v5 &          # any server (default http://127.0.0.1:8000)
+    python serve.py &                                # any server (default http://127.0.0.1:8000)
     python -m keras_pairs.server.bench               # 8 clients x 200 requests, 1 and 64 pairs each
 
 Each client keeps one HTTP/1.1 connection and sends its requests one after another; the bodies

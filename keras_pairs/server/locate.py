@@ -5,7 +5,8 @@ Files derived from it (the web file beside a --model file, the float32 file of a
 search may come up empty: the server still starts, and the page and the API say which command makes
 the missing file. The default rule: under --models-dir, the most recently exported run among the
 deployable ones (export.json says "deployable": at most a twentieth of siamese-prob-aug-tta-x2's
-multiply-adds per pair, which a browser runs at drawing speed), else the most recently exported run.
+multiply-adds per pair, which a browser runs at drawing speed), else the most recently exported run,
+else the model shipped in the package (keras_pairs/pretrained), with a note saying so.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import pretrained
+from ..errors import UserError
+
 EXPORT_HINT = "make it with `python export.py --tflite` (see docs/export.md)"
 
 
-class ModelNotFound(ValueError):
+class ModelNotFound(UserError):
     """A path the user named does not hold what serve.py needs."""
 
 
@@ -26,7 +30,7 @@ class ModelFiles:
     """What to serve: the API's .tflite (any batch) and the page's fixed-batch `<arch>_web.tflite`.
 
     A file that is missing is None, and its *_problem says what to run. `export` is the export.json
-    beside the files ({} when there is none).
+    beside the files ({} when there is none); `note` tells the user when the shipped model is served.
     """
 
     api: Path | None
@@ -34,6 +38,7 @@ class ModelFiles:
     export: dict = field(default_factory=dict)
     api_problem: str | None = None
     web_problem: str | None = None
+    note: str | None = None
 
 
 def find_model_files(model: str | None = None, run: str | None = None,
@@ -57,6 +62,10 @@ def find_model_files(model: str | None = None, run: str | None = None,
         return _from_export_dir(export_dir)
     found = sorted(Path(models_dir).glob("*/export/export.json"), key=lambda p: p.stat().st_mtime)
     if not found:
+        if pretrained.available():
+            files = _from_export_dir(pretrained.DIR / "export")
+            return ModelFiles(files.api, files.web, files.export, files.api_problem, files.web_problem,
+                              f"no exported run in {models_dir}/: using {pretrained.describe()}")
         problem = (f"no exported model under {models_dir}/: train one (`python train.py --arch v5`), "
                    f"then {EXPORT_HINT}")
         return ModelFiles(None, None, {}, problem, problem)
@@ -65,9 +74,14 @@ def find_model_files(model: str | None = None, run: str | None = None,
 
 
 def _from_export_dir(export_dir: Path) -> ModelFiles:
+    """The API runs the float32 file (the Keras model's answers to 1e-4), or the int8 one when an
+    export holds only that."""
     export = _read_export(export_dir)
     arch = export.get("arch", "")
-    return _existing(export_dir / f"{arch}_float32.tflite", export_dir / f"{arch}_web.tflite", export)
+    api = export_dir / f"{arch}_float32.tflite"
+    if not api.is_file() and (export_dir / f"{arch}_int8.tflite").is_file():
+        api = export_dir / f"{arch}_int8.tflite"
+    return _existing(api, export_dir / f"{arch}_web.tflite", export)
 
 
 def _existing(api: Path, web: Path, export: dict) -> ModelFiles:
