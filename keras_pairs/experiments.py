@@ -9,6 +9,7 @@ and initialisation with seed + r, and scores its test pairs once at the end) and
   results/<name>/rounds.csv     one row per (architecture, round)
   results/<name>/epochs.csv     one row per (architecture, round, epoch)
   results/<name>/table.md       mean +- std next to the reports' figures (``tables.py``)
+  results/<name>/machine.json   the machine the seconds were timed on, and whether it was busy
 
 Figures are drawn from results.json by ``plots.py``.
 
@@ -38,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from .errors import UserError
-from . import runs
+from . import machine, runs
 from .architectures import get_arch, resolve_archs
 from .config import TEST_CURVES, ArchConfig, check_validation
 from .data import Mnist, PairSet, load_mnist, prepare_round
@@ -228,7 +229,8 @@ def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress:
             reporter(exp.arch(values["arch"]), values["round"], record["round"])
 
     start = time.perf_counter()
-    records = run_trials(points, settings, RoundTrials(exp, mnist), cluster, on_result=report)
+    with machine.timed_machine("experiments") as state:
+        records = run_trials(points, settings, RoundTrials(exp, mnist), cluster, on_result=report)
     if records is None:
         return None
     total = time.perf_counter() - start
@@ -236,7 +238,7 @@ def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress:
                for i, arch in enumerate(archs)}
     doc = {"settings": exp.to_dict(), "data": mnist.describe(), "device": describe_devices(),
            "workers": cluster.local_workers if cluster.role == "chief" else 0,
-           "total_seconds": total, "archs": results}
+           "total_seconds": total, "machine": state.to_dict(), "archs": results}
     write_results(doc, exp.output)
     if progress:
         where = f" on {cluster.local_workers} local worker(s)" if cluster.role == "chief" else ""
@@ -254,6 +256,8 @@ def write_results(doc: dict, output: str) -> None:
         _write_csv(os.path.join(work, "epochs.csv"), epoch_rows(doc))
         with open(os.path.join(work, "table.md"), "w") as f:
             f.write(markdown_table(doc))
+        if doc.get("machine"):
+            machine.write(work, machine.MachineState.from_dict(doc["machine"]))
 
 
 def load_results(output: str) -> dict:

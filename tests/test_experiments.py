@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from keras_pairs import experiments as ex
+from keras_pairs import machine
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,9 @@ def tiny_run(tmp_path_factory, mnist):
 
 def test_results_folder_files(tiny_run):
     out, doc = tiny_run
-    assert sorted(os.listdir(out)) == ["epochs.csv", "results.json", "rounds.csv", "table.md"]
+    assert sorted(os.listdir(out)) == ["epochs.csv", "machine.json", "results.json", "rounds.csv", "table.md"]
+    state = machine.read(out)
+    assert state.what == "experiments" and state.cores >= 1 and state.load_after is not None
     with open(os.path.join(out, "rounds.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [(r["arch"], r["round"]) for r in rows] == [(a, str(i)) for a in ("v1", "v4", "base") for i in (0, 1)]
