@@ -7,6 +7,9 @@ Each client keeps one HTTP/1.1 connection and sends its requests one after anoth
 (row format, pairs of the page's sample digits) are built before the clock starts. Prints requests/s,
 pairs/s, p50 and p99 latency and the error count per batch size; exits 1 if any request failed.
 Figures for docs/serving.md, not a timed test: the clients share the machine with the server.
+The machine's state (CPU, cores, load before and after) is printed with the figures, with a loud
+warning when it was busy as the benchmark started (``machine.py``); ``--output DIR`` writes the
+figures (bench.json) and the state (machine.json) there.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import sys
 import threading
 import time
@@ -21,6 +25,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from .. import machine
 from .samples import PATH as SAMPLES
 
 PREDICT = "/v1/models/keras_pairs:predict"
@@ -32,17 +37,27 @@ def main(argv=None) -> int:
     p.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     p.add_argument("--requests", type=int, default=200, help="requests per client (default 200)")
     p.add_argument("--batches", default="1,64", help="pairs per request, comma-separated (default 1,64)")
+    p.add_argument("--output", metavar="DIR", help="write bench.json and machine.json to DIR")
     args = p.parse_args(argv)
     print(f"{args.clients} clients x {args.requests} requests to {args.url}{PREDICT}")
     print("| pairs/request | requests/s | pairs/s | p50 ms | p99 ms | errors |\n|---:|---:|---:|---:|---:|---:|")
-    failed = 0
-    for batch in (int(b) for b in args.batches.split(",")):
-        latencies, errors, seconds = run(urlsplit(args.url).netloc, _body(batch), args.clients, args.requests)
-        p50, p99 = np.percentile(latencies, [50, 99]) * 1000 if latencies else (float("nan"),) * 2
-        print(f"| {batch} | {len(latencies) / seconds:.0f} | {batch * len(latencies) / seconds:.0f} "
-              f"| {p50:.1f} | {p99:.1f} | {errors} |")
-        failed += errors
-    return 1 if failed else 0
+    rows = []
+    with machine.timed_machine("server benchmark") as state:
+        for batch in (int(b) for b in args.batches.split(",")):
+            latencies, errors, seconds = run(urlsplit(args.url).netloc, _body(batch), args.clients, args.requests)
+            p50, p99 = np.percentile(latencies, [50, 99]) * 1000 if latencies else (float("nan"),) * 2
+            rows.append({"pairs_per_request": batch, "requests_per_s": len(latencies) / seconds,
+                         "pairs_per_s": batch * len(latencies) / seconds, "p50_ms": p50, "p99_ms": p99,
+                         "errors": errors})
+            print(f"| {batch} | {len(latencies) / seconds:.0f} | {batch * len(latencies) / seconds:.0f} "
+                  f"| {p50:.1f} | {p99:.1f} | {errors} |", flush=True)
+    print(f"machine: {state.describe()}")
+    if args.output:
+        os.makedirs(args.output, exist_ok=True)
+        with open(os.path.join(args.output, "bench.json"), "w") as f:
+            json.dump({"url": args.url, "clients": args.clients, "requests": args.requests, "rows": rows}, f, indent=2)
+        machine.write(args.output, state)
+    return 1 if any(r["errors"] for r in rows) else 0
 
 
 def run(host: str, body: bytes, clients: int, requests: int) -> tuple[list[float], int, float]:
