@@ -45,6 +45,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def serve():
+        from keras_pairs.errors import require_extra
+
+        require_extra("serve", "starlette", "uvicorn")
         from keras_pairs.server.app import Limits, serve
 
         limits = Limits(upload_seconds=args.timeout, request_seconds=args.timeout, max_concurrent=args.max_concurrent)

@@ -20,3 +20,14 @@ class UserError(ValueError):
 
 class FailedCheck(Exception):
     """Work that ran but whose result failed a check or is incomplete; said in full."""
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Raises a UserError naming the pyproject extra to install when one of ``modules`` (the
+    optional packages a feature needs) cannot be imported."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"this needs the optional packages of keras_pairs[{extra}] ({', '.join(missing)} not "
+                        f"installed): pip install 'keras_pairs[{extra}]' (or pip install -r requirements.txt)")

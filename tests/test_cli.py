@@ -111,3 +111,12 @@ def _epochs_logged(out: str) -> int:
             with open(path) as f:
                 return max(0, len(f.read().splitlines()) - 1)
     return 0
+
+
+def test_a_missing_optional_package_names_the_extra_to_install():
+    from keras_pairs.errors import UserError, require_extra
+
+    require_extra("serve", "json")  # present: nothing to say
+    with pytest.raises(UserError, match=r"keras_pairs\[serve\] \(no_such_package_xyz not installed\): "
+                                        r"pip install 'keras_pairs\[serve\]'"):
+        require_extra("serve", "json", "no_such_package_xyz")
