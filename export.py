@@ -1,86 +1,11 @@
 """Export a trained model: a SavedModel for other apps and, with --tflite, verified TFLite files.
 
-    python export.py                       # SavedModel of the best siamese run (validation accuracy)
-    python export.py --tflite              # + float32, float16, dynamic, int8 and qat-int8 .tflite
-    python export.py --tflite --arch v4 --modes float32,int8 --int8-io uint8
-    python export.py --tflite --prune      # prune the digit encoder first, report the sparsity
-    python export.py --speed siamese-prob-distilled siamese-prob-aug-tta-x2   # int8 files side by side
-
-Artifacts go to <models-dir>/<arch>/export/ (docs/export.md). Flags only: the work is done by
-keras_pairs.export.export_run.
+The command lives in keras_pairs/commands/export.py (also ``keras-pairs export`` once installed).
 """
 
-import argparse
 import sys
 
-from keras_pairs import cli
-from keras_pairs.config import INT8_IO, TFLITE_MODES as MODES
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models-dir", default="saved_models", help="root of the run folders (default saved_models)")
-    p.add_argument("--arch", help="export MODELS_DIR/ARCH (default: the siamese run with the best "
-                                  "mean validation pair accuracy)")
-    p.add_argument("--run", dest="run_dir", help="export this run folder")
-    p.add_argument("--tflite", action="store_true", help="also write and verify the TFLite files")
-    p.add_argument("--modes", default=",".join(MODES),
-                   help=f"comma-separated TFLite modes (default all: {','.join(MODES)})")
-    p.add_argument("--int8-io", choices=INT8_IO, default="float32",
-                   help="output type of the int8 files; inputs are always uint8 pixels (default float32)")
-    p.add_argument("--prune", action="store_true", help="magnitude-prune the digit encoder first")
-    p.add_argument("--sparsity", type=float, default=0.5, help="target sparsity of --prune (default 0.5)")
-    p.add_argument("--qat-epochs", type=cli.positive_int, default=3, help="QAT fine-tuning epochs (default 3)")
-    p.add_argument("--prune-epochs", type=cli.positive_int, default=4, help="pruning fine-tuning epochs (default 4)")
-    p.add_argument("--speed", nargs="+", metavar="ARCH",
-                   help="instead of exporting: time the exported int8 files of these architectures side by "
-                        "side through ai-edge-litert (multiply-adds, int8 size and accuracy, pairs/s, ms per "
-                        "pair); ratios are to the last one")
-    p.add_argument("--speed-threads", type=cli.positive_int, default=2, help="interpreter threads of --speed (default 2)")
-    p.add_argument("--speed-output", help="with --speed: write speed.json and speed_table.md to this folder")
-    cli.add_common_arguments(p, threads=False)
-    return p
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-
-    def speed():
-        from keras_pairs import machine
-        from keras_pairs.export.speed import compare_exports
-        from keras_pairs.runs import staged_folder, write_json
-
-        result = compare_exports(args.speed, args.models_dir, threads=args.speed_threads)
-        print(f"\nint8 files through ai-edge-litert, side by side; deployment budget "
-              f"{result['budget_multiply_adds'] / 1e6:.2f} M multiply-adds per pair\n\n{result['table']}")
-        if args.speed_output:
-            with staged_folder(args.speed_output) as work:
-                write_json(f"{work}/speed.json", {k: v for k, v in result.items() if k not in ("table", "machine")})
-                machine.write(work, result["machine"])
-                with open(f"{work}/speed_table.md", "w") as f:
-                    f.write(result["table"])
-            print(f"figures in {args.speed_output}/speed.json, speed_table.md and machine.json")
-
-    def export():
-        from keras_pairs.export import ExportConfig, export_run
-
-        result = export_run(ExportConfig(
-            models_dir=args.models_dir, arch=args.arch, run_dir=args.run_dir, tflite=args.tflite,
-            modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), int8_io=args.int8_io,
-            prune=args.prune, target_sparsity=args.sparsity, qat_epochs=args.qat_epochs,
-            prune_epochs=args.prune_epochs))
-        print(f"\nexported {result['run_dir']} ({result['selected_because']})")
-        if "pruning" in result:
-            p = result["pruning"]
-            print(f"pruning: encoder kernel sparsity {100 * p['sparsity']:.1f} % "
-                  f"(target {100 * p['target_sparsity']:.0f} %)")
-        print(f"test pairs: {result['test_pairs']}\n\n{result['table']}")
-        print("".join(f"- {note}\n" for note in result["notes"]), end="")
-        print(f"\nartifacts, export.json and export_table.md in {result['export_dir']}")
-
-    return cli.run(args, speed if args.speed else export)
-
+from keras_pairs.commands.export import main
 
 if __name__ == "__main__":
     sys.exit(main())

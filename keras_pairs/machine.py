@@ -2,7 +2,7 @@
 
 A figure timed while other work loads the machine is not that machine's figure: a second training
 or a test run beside a benchmark slows it several times. Every command that writes a timing into a
-results file (experiments' seconds per round, ``export.py --speed``, the server benchmark) wraps
+results file (experiments' seconds per round, ``python -m keras_pairs speed``, the server benchmark) wraps
 its work in ``timed_machine`` and stores the ``MachineState`` beside its figures (``machine.json``).
 When the 1-minute load per core is above ``BUSY_LOAD_PER_CORE`` as the work starts, it warns on the
 terminal and the record says ``busy``; the tables README quotes leave a busy figure out.
@@ -50,7 +50,7 @@ class MachineState:
     """Where and in what state a timing was made.
 
     Attributes:
-      what: the timed work, e.g. "experiments" or "export.py --speed".
+      what: the timed work, e.g. "experiments" or "keras-pairs speed".
       cpu: the CPU model; cores: logical cores the OS shows.
       load_before / load_after: load averages (1, 5, 15 min) as the work started and ended.
       busy: the 1-minute load per core was above BUSY_LOAD_PER_CORE as the work started.

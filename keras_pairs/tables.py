@@ -8,7 +8,7 @@ from the results they come from:
     python -m keras_pairs.tables results/deploy --seconds-from results/timing/deploy
     python -m keras_pairs.tables results/deploy results/best --speed results/export/speed
 
-``--speed`` adds the deployment table: each model timed by ``export.py --speed`` beside its test
+``--speed`` adds the deployment table: each model timed by ``python -m keras_pairs speed`` beside its test
 pair accuracy over the rounds of the first folder that holds it.
 
 Timings are quoted only from a folder whose ``machine.json`` says the machine was quiet when they
@@ -162,7 +162,7 @@ def readme_rows(results_dir: str, seconds_from: str | None = None) -> list[str]:
 
 def cost_cells(row: dict, ref: dict) -> tuple[str, str]:
     """A timed model's multiply-adds per pair and int8 pairs/s, each with its ratio to ``ref``'s
-    (rows of ``export.py --speed``): the cells its speed table and the deployment table share."""
+    (rows of ``python -m keras_pairs speed``): the cells its speed table and the deployment table share."""
     return (f"{row['multiply_adds'] / 1e6:.2f} M (1/{ref['multiply_adds'] / row['multiply_adds']:.1f})",
             f"{row['pairs_per_s']:,.0f} (x{row['pairs_per_s'] / ref['pairs_per_s']:.1f})")
 
@@ -174,7 +174,7 @@ def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
     model, as in the speed table."""
     path = os.path.join(speed_dir, "speed.json")
     if not os.path.isfile(path):
-        raise UserError(f"{path} not found: run export.py --speed ... --speed-output {speed_dir} first")
+        raise UserError(f"{path} not found: run `python -m keras_pairs speed ARCH ... --output {speed_dir}` first")
     with open(path) as f:
         speed = json.load(f)
     rounds_of = {}
@@ -206,7 +206,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m keras_pairs.tables",
                                      description="Print README's result rows of results folders.")
     parser.add_argument("results", nargs="*", default=["results/reproduction"], help="results folders")
-    parser.add_argument("--speed", metavar="DIR", help="also print the deployment table of export.py --speed's folder")
+    parser.add_argument("--speed", metavar="DIR", help="also print the deployment table of a `python -m keras_pairs speed --output` folder")
     parser.add_argument("--seconds-from", metavar="DIR",
                         help="seconds per round from this folder (a timing run on a quiet machine) instead")
     args = parser.parse_args(argv)

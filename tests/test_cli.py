@@ -120,3 +120,17 @@ def test_a_missing_optional_package_names_the_extra_to_install():
     with pytest.raises(UserError, match=r"keras_pairs\[serve\] \(no_such_package_xyz not installed\): "
                                         r"pip install 'keras_pairs\[serve\]'"):
         require_extra("serve", "json", "no_such_package_xyz")
+
+
+def test_one_entry_point_lists_and_runs_every_command(capsys):
+    from keras_pairs.__main__ import main
+    from keras_pairs.commands import COMMANDS
+
+    assert main([]) == 0 and all(name in capsys.readouterr().out for name in COMMANDS)
+    assert main(["nope"]) == 2 and "usage: keras-pairs COMMAND" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse's usage error, as from train.py
+        main(["train", "--arch", "v9"])
+    assert exit_.value.code == 2 and "unknown architecture 'v9'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["speed", "--help"])
+    assert exit_.value.code == 0 and "--output" in capsys.readouterr().out

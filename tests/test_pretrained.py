@@ -18,6 +18,9 @@ from PIL import Image
 
 from keras_pairs import pretrained
 
+# One test pair in 1,000 (see test_the_shipped_model_reproduces_its_recorded_accuracy).
+CROSS_CPU_SLACK = 0.0011
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "keras_pairs" / "server" / "static" / "samples.json"
 
@@ -60,8 +63,10 @@ def test_the_shipped_model_reproduces_its_recorded_accuracy(shipped):
     assert provenance["seed"] == run.config["seed"] == 0 and provenance["data"] == run.config["data"]
     assert len(pairs.test) == provenance["test_pairs"] == 1000
     scores = artifact_scores(ref, pairs.test)
-    assert scores["pair_accuracy"] == pytest.approx(provenance["test_pair_accuracy"], abs=1e-9)
-    assert scores["digit_accuracy"] == pytest.approx(provenance["test_digit_accuracy"], abs=1e-9)
+    # Exact on the kind of machine that trained it; another x86 CPU sums floats along other vector
+    # paths and may flip a pair that sits at P = 0.5, so one pair (0.1 %) of slack, not more.
+    assert scores["pair_accuracy"] == pytest.approx(provenance["test_pair_accuracy"], abs=CROSS_CPU_SLACK)
+    assert scores["digit_accuracy"] == pytest.approx(provenance["test_digit_accuracy"], abs=CROSS_CPU_SLACK)
     assert provenance["test_pair_accuracy"] == run.metrics["rounds"][0]["test"]["pair_accuracy"]
 
 
@@ -74,7 +79,7 @@ def test_the_shipped_tflite_files_pass_the_export_verification(shipped, mode, ba
     path = pretrained.DIR / "export" / f"{pretrained.ARCH}_{mode}.tflite"
     row = verify_tflite(str(path), mode, pairs.test, pairs.test_digits, ref, n_latency=5, batch=batch)
     recorded = pretrained.provenance()["files"][path.name]
-    assert row["pair_accuracy"] == pytest.approx(recorded["pair_accuracy"], abs=1e-9)
+    assert row["pair_accuracy"] == pytest.approx(recorded["pair_accuracy"], abs=CROSS_CPU_SLACK)
 
 
 def test_the_package_declares_every_shipped_file():

@@ -66,7 +66,7 @@ def test_tiny_grid_search_writes_a_best_config_train_py_reads(mnist, tmp_path):
 def test_train_py_config_flag(tmp_path):
     import dataclasses
 
-    import train
+    from keras_pairs.commands import train
 
     path = tmp_path / "arch.json"
     arch = dataclasses.replace(get_arch("v6"), learning_rate=0.0005, reference=None)

@@ -81,7 +81,7 @@ def compare_exports(archs: list[str], models_dir: str = runs.DEFAULT_MODELS_DIR,
                      "int8_pair_accuracy": by_mode[SPEED_MODE]["pair_accuracy"],
                      "float32_pair_accuracy": by_mode["float32"]["pair_accuracy"],
                      "test_pairs": export["test_pairs"]})
-    with timed_machine("export.py --speed") as machine:
+    with timed_machine("keras-pairs speed") as machine:
         speed = measure_speed(paths, digits, threads, batch, repeats)
     for row in rows:
         row.update(speed[row["arch"]])
