@@ -11,6 +11,13 @@ dict of named outputs:
 Only Keras layers and ``keras.ops`` on symbolic tensors are used (no ``Lambda``), so every model
 saves to ``.keras`` and reloads with ``safe_mode=True`` in a process without this package.
 
+Every builder takes the Keras module it builds with, ``K``: ``keras`` (Keras 3, the default and
+everything the project trains and saves) or ``tf_keras`` (Keras 2), which the QAT and pruning
+child process (``export/tfmot_child.py``) passes because tensorflow-model-optimization works only
+on tf_keras models. Both get the same layers with the same names from this one definition; the few
+ops between layers come from ``_ops(K)``. A test (tests/test_tfmot_twin.py) builds every
+architecture the child supports both ways and compares their outputs on the same weights.
+
 Under a mixed-precision policy the layers compute in float16 but every probability layer (the
 softmaxes and the outputs) is float32, as Keras' mixed-precision guide prescribes: a float16
 softmax and the sums of P(a <= b) would lose precision.
@@ -18,8 +25,10 @@ softmax and the sums of P(a <= b) would lose precision.
 
 from __future__ import annotations
 
+import types
+
 import keras
-from keras import layers, ops
+from keras import ops
 
 from .config import DIGIT_HEADS, ArchConfig, EncoderConfig
 
@@ -33,7 +42,7 @@ AUGMENT_LAYERS = ("augment_shift", "augment_rotate", "augment_zoom")  # their na
 
 
 def build_encoder(enc: EncoderConfig, in_channels: int, out_units: int, name: str,
-                  background: float = 0.0) -> keras.Model:
+                  background: float = 0.0, K=keras) -> keras.Model:
     """Builds the convolutional body as its own named model.
 
     Args:
@@ -43,84 +52,110 @@ def build_encoder(enc: EncoderConfig, in_channels: int, out_units: int, name: st
       name: the sub-model's name.
       background: the normalised value of a black pixel; augmentation fills with it (inputs are
         normalised, so black is not 0 and filling with 0 would draw a grey frame).
+      K: the Keras module to build with (``keras``, or ``tf_keras`` for the QAT child).
 
     Returns:
-      A ``keras.Model`` mapping 14x14xC images to ``[features, logits]``: ``features`` is the
+      A ``K.Model`` mapping 14x14xC images to ``[features, logits]``: ``features`` is the
       output of the last hidden layer (the "encoding" of report B v2/v3), ``logits`` the final
       linear layer (with ReLU where report A writes one).
     """
-    inputs = keras.Input((14, 14, in_channels), name="image")
+    L = K.layers
+    inputs = K.Input((14, 14, in_channels), name="image")
     x = inputs
     if enc.augment:
-        x = layers.RandomTranslation(AUGMENT_SHIFT, AUGMENT_SHIFT, fill_mode="constant",
-                                     fill_value=background, name=AUGMENT_LAYERS[0])(x)
-        x = layers.RandomRotation(AUGMENT_ROTATION, fill_mode="constant", fill_value=background,
-                                  name=AUGMENT_LAYERS[1])(x)
-        x = layers.RandomZoom(AUGMENT_ZOOM, fill_mode="constant", fill_value=background,
-                              name=AUGMENT_LAYERS[2])(x)
+        x = L.RandomTranslation(AUGMENT_SHIFT, AUGMENT_SHIFT, fill_mode="constant",
+                                fill_value=background, name=AUGMENT_LAYERS[0])(x)
+        x = L.RandomRotation(AUGMENT_ROTATION, fill_mode="constant", fill_value=background,
+                             name=AUGMENT_LAYERS[1])(x)
+        x = L.RandomZoom(AUGMENT_ZOOM, fill_mode="constant", fill_value=background,
+                         name=AUGMENT_LAYERS[2])(x)
     for i, (filters, kernel, pool) in enumerate(zip(enc.conv_filters, enc.conv_kernels, enc.conv_pools)):
-        x = layers.Conv2D(filters, kernel, padding=enc.padding, name=f"conv{i + 1}")(x)
+        x = L.Conv2D(filters, kernel, padding=enc.padding, name=f"conv{i + 1}")(x)
         # block_order names the layers after each convolution, in order ("conv_" + steps).
         for step in enc.block_order.split("_")[1:]:
             if step == "pool" and pool > 1:
-                x = layers.MaxPooling2D(pool, name=f"pool{i + 1}")(x)
+                x = L.MaxPooling2D(pool, name=f"pool{i + 1}")(x)
             elif step == "relu":
-                x = layers.ReLU(name=f"relu{i + 1}")(x)
+                x = L.ReLU(name=f"relu{i + 1}")(x)
             elif step == "bn":
-                x = layers.BatchNormalization(momentum=enc.bn_momentum, name=f"bn{i + 1}")(x)
-    x = layers.Flatten(name="flatten")(x)
+                x = L.BatchNormalization(momentum=enc.bn_momentum, name=f"bn{i + 1}")(x)
+    x = L.Flatten(name="flatten")(x)
     if enc.dropout:
-        x = layers.Dropout(enc.dropout, name="dropout0")(x)
+        x = L.Dropout(enc.dropout, name="dropout0")(x)
     for i, units in enumerate(enc.hidden_units):
-        x = layers.Dense(units, name=f"fc{i + 1}")(x)
-        x = layers.ReLU(name=f"fc{i + 1}_relu")(x)
+        x = L.Dense(units, name=f"fc{i + 1}")(x)
+        x = L.ReLU(name=f"fc{i + 1}_relu")(x)
         if enc.hidden_batchnorm:
-            x = layers.BatchNormalization(momentum=enc.bn_momentum, name=f"fc{i + 1}_bn")(x)
+            x = L.BatchNormalization(momentum=enc.bn_momentum, name=f"fc{i + 1}_bn")(x)
         if enc.dropout:
-            x = layers.Dropout(enc.dropout, name=f"dropout{i + 1}")(x)
+            x = L.Dropout(enc.dropout, name=f"dropout{i + 1}")(x)
     features = x
-    logits = layers.Dense(out_units, name="logits")(x)
+    logits = L.Dense(out_units, name="logits")(x)
     if enc.output_relu:
-        logits = layers.ReLU(name="logits_relu")(logits)
-    return keras.Model(inputs, [features, logits], name=name)
+        logits = L.ReLU(name="logits_relu")(logits)
+    return K.Model(inputs, [features, logits], name=name)
 
 
-def build_model(arch: ArchConfig, background: float = 0.0) -> keras.Model:
+def build_model(arch: ArchConfig, background: float = 0.0, K=keras, encoders=None) -> keras.Model:
     """Builds the model of one architecture.
 
     Args:
       arch: the architecture (see ``keras_pairs.config.ARCHITECTURES``).
       background: the normalised value of a black pixel, used to fill pixels that augmentation
         shifts in (only used when ``arch.encoder.augment``).
+      K: the Keras module to build with (``keras``, or ``tf_keras`` for the QAT child).
+      encoders: digit encoders to build around (siamese models: one per ensemble member; the QAT
+        child passes its quantized encoder); None builds them.
 
     Returns:
-      A functional ``keras.Model`` named after the architecture with a dict of named outputs.
+      A functional ``K.Model`` named after the architecture with a dict of named outputs.
       Siamese models contain the digit encoder(s) as named sub-models ("digit_encoder",
       "digit_encoder_1", ...), each called on both digits: the weights are shared.
     """
     arch.validate()
-    pairs = keras.Input(INPUT_SHAPE, name="pairs")
+    pairs = K.Input(INPUT_SHAPE, name="pairs")
     if not arch.siamese:
-        body = build_encoder(arch.encoder, 2, 2, name="pair_cnn", background=background)
+        body = build_encoder(arch.encoder, 2, 2, name="pair_cnn", background=background, K=K)
         _, logits = body(pairs)
-        return keras.Model(pairs, {"pair": _softmax("pair")(logits)}, name=arch.name)
+        return K.Model(pairs, {"pair": _softmax("pair", K)(logits)}, name=arch.name)
 
-    digit_a, digit_b, feats, logits, members = digit_probabilities(arch, pairs, background)
-    outputs = siamese_outputs(arch, digit_a, digit_b, feats, logits)
+    digit_a, digit_b, feats, logits, members = digit_probabilities(arch, pairs, background, encoders, K)
+    outputs = siamese_outputs(arch, digit_a, digit_b, feats, logits, K)
     if arch.ensemble > 1:  # each member trains on its own losses: independent members
         for k, (member_a, member_b) in enumerate(members):
-            outputs[f"digit_a_{k}"] = _identity(f"digit_a_{k}")(member_a)
-            outputs[f"digit_b_{k}"] = _identity(f"digit_b_{k}")(member_b)
-            outputs[f"pair_{k}"] = _identity(f"pair_{k}")(prob_a_le_b(member_a, member_b))
-    return keras.Model(pairs, outputs, name=arch.name.replace("-", "_"))
+            outputs[f"digit_a_{k}"] = _identity(f"digit_a_{k}", K)(member_a)
+            outputs[f"digit_b_{k}"] = _identity(f"digit_b_{k}", K)(member_b)
+            outputs[f"pair_{k}"] = _identity(f"pair_{k}", K)(prob_a_le_b(member_a, member_b, K))
+    return K.Model(pairs, outputs, name=arch.name.replace("-", "_"))
 
 
-def _softmax(name: str) -> layers.Layer:
-    return layers.Softmax(name=name, dtype="float32")  # float32 under mixed precision (module doc)
+def _ops(K):
+    """The few ``keras.ops`` this module writes between layers, for the Keras module ``K``.
+
+    Keras 3's ops turn Keras 3 symbolic tensors into layers of their own (saved, no ``Lambda``);
+    they do not take tf_keras' symbolic tensors, which take TensorFlow ops instead (tf_keras wraps
+    each one in a layer). So a tf_keras model gets the same computation from these TensorFlow ops,
+    the ones Keras 3's ops run on the TensorFlow backend.
+    """
+    if K is keras:
+        return ops
+    import tensorflow as tf  # only on the tf_keras path
+
+    return types.SimpleNamespace(
+        concatenate=lambda xs, axis=0: tf.concat(xs, axis),
+        split=lambda x, n, axis=0: tf.split(x, n, axis),
+        cumsum=lambda x, axis=None: tf.cumsum(x, axis),
+        sum=lambda x, axis=None, keepdims=False: tf.reduce_sum(x, axis, keepdims),
+        max=lambda x, axis=None, keepdims=False: tf.reduce_max(x, axis, keepdims),
+        clip=tf.clip_by_value, cast=tf.cast)
 
 
-def _identity(name: str) -> layers.Layer:
-    return layers.Identity(name=name, dtype="float32")
+def _softmax(name: str, K=keras):
+    return K.layers.Softmax(name=name, dtype="float32")  # float32 under mixed precision (module doc)
+
+
+def _identity(name: str, K=keras):
+    return K.layers.Identity(name=name, dtype="float32")
 
 
 def averaged_output(name: str) -> str:
@@ -129,7 +164,27 @@ def averaged_output(name: str) -> str:
     return base if k.isdigit() and base in ("digit_a", "digit_b", "pair") else name
 
 
-def digit_probabilities(arch: ArchConfig, pairs, background: float, encoders=None):
+def loss_weights(arch: ArchConfig) -> dict[str, float]:
+    """The outputs that carry a loss, each with its loss weight, by output name, in compile order.
+
+    Every loss is the sparse categorical cross-entropy of the output's probabilities: the pair
+    output against the pair target, ``digit_a`` / ``digit_b`` against the digit classes. The one
+    mapping both training (``training.compile_model``) and the QAT and pruning fine-tuning
+    (``export/tfmot_child.py``) compile with. An ensemble's losses sit on each member's outputs
+    (independent members), not on the average.
+    """
+    weights = {}
+    members = [f"_{k}" for k in range(arch.ensemble)] if arch.ensemble > 1 else [""]
+    for m in members:
+        if arch.trains_pair_output:
+            weights["pair" + m] = arch.pair_loss_weight
+        if arch.predicts_digits and arch.aux_loss:
+            for out in ("digit_a", "digit_b"):
+                weights[out + m] = arch.digit_loss_weight
+    return weights
+
+
+def digit_probabilities(arch: ArchConfig, pairs, background: float, encoders=None, K=keras):
     """Both digits' probabilities, averaged over the ensemble members.
 
     Builds the encoders (one per ensemble member, each applied to both digits) unless given.
@@ -139,92 +194,97 @@ def digit_probabilities(arch: ArchConfig, pairs, background: float, encoders=Non
     the a-digits and the b-digits separately), or with ``arch.stack_digits`` one call per encoder
     on both digits stacked.
     """
+    o = _ops(K)
     if encoders is None:
         # ONE encoder object per ensemble member, applied to both digits: shared weights.
         encoders = [build_encoder(arch.encoder, 1, 10, name="digit_encoder" + (f"_{k}" if k else ""),
-                                  background=background) for k in range(arch.ensemble)]
+                                  background=background, K=K) for k in range(arch.ensemble)]
     members, first = [], None
+    # Each digit's channel as [:, :, :, i:i+1]: tf_keras cannot serialise the `...` slice.
     for k, encoder in enumerate(encoders):
         if arch.stack_digits:
-            feats, logits = encoder(ops.concatenate([pairs[..., 0:1], pairs[..., 1:2]], axis=0))
-            (fa, fb), (la, lb) = ops.split(feats, 2, axis=0), ops.split(logits, 2, axis=0)
+            feats, logits = encoder(o.concatenate([pairs[:, :, :, 0:1], pairs[:, :, :, 1:2]], axis=0))
+            (fa, fb), (la, lb) = o.split(feats, 2, axis=0), o.split(logits, 2, axis=0)
         else:
-            fa, la = encoder(pairs[..., 0:1])
-            fb, lb = encoder(pairs[..., 1:2])
+            fa, la = encoder(pairs[:, :, :, 0:1])
+            fb, lb = encoder(pairs[:, :, :, 1:2])
         if first is None:
             first = ((fa, fb), (la, lb))
-        members.append((_softmax(f"digit_a_probs_{k}")(la), _softmax(f"digit_b_probs_{k}")(lb)))
-    digit_a, digit_b = average_members([a for a, _ in members], [b for _, b in members])
+        members.append((_softmax(f"digit_a_probs_{k}", K)(la), _softmax(f"digit_b_probs_{k}", K)(lb)))
+    digit_a, digit_b = average_members([a for a, _ in members], [b for _, b in members], K)
     return digit_a, digit_b, first[0], first[1], members
 
 
-def average_members(probs_a: list, probs_b: list):
+def average_members(probs_a: list, probs_b: list, K=keras):
     """The ``digit_a`` and ``digit_b`` outputs: the members' digit probabilities, averaged."""
     if len(probs_a) == 1:
-        return _identity("digit_a")(probs_a[0]), _identity("digit_b")(probs_b[0])
-    return (layers.Average(name="digit_a", dtype="float32")(probs_a),
-            layers.Average(name="digit_b", dtype="float32")(probs_b))
+        return _identity("digit_a", K)(probs_a[0]), _identity("digit_b", K)(probs_b[0])
+    return (K.layers.Average(name="digit_a", dtype="float32")(probs_a),
+            K.layers.Average(name="digit_b", dtype="float32")(probs_b))
 
 
-def siamese_outputs(arch: ArchConfig, digit_a, digit_b, feats, logits) -> dict:
+def siamese_outputs(arch: ArchConfig, digit_a, digit_b, feats, logits, K=keras) -> dict:
     """The named outputs of a siamese model from its digit probabilities (and, for the heads
     with weights, the first member's features and logits)."""
+    L = K.layers
     outputs = {}
     head = arch.head
     if head in DIGIT_HEADS:
         if head == "probabilistic":
-            outputs["pair"] = _identity("pair")(prob_a_le_b(digit_a, digit_b))
-            outputs["pair_argmax"] = _identity("pair_argmax")(argmax_a_le_b(digit_a, digit_b))
+            outputs["pair"] = _identity("pair", K)(prob_a_le_b(digit_a, digit_b, K))
+            outputs["pair_argmax"] = _identity("pair_argmax", K)(argmax_a_le_b(digit_a, digit_b, K))
         else:
-            outputs["pair"] = _identity("pair")(argmax_a_le_b(digit_a, digit_b))
+            outputs["pair"] = _identity("pair", K)(argmax_a_le_b(digit_a, digit_b, K))
     else:
         (fa, fb), (la, lb) = feats, logits
         if head == "digits_concat":
-            x = layers.Concatenate(name="concat_digits")([la, lb])
+            x = L.Concatenate(name="concat_digits")([la, lb])
         elif head == "features_concat":
-            x = layers.Concatenate(name="concat_features")([fa, fb])
+            x = L.Concatenate(name="concat_features")([fa, fb])
         elif head == "features_diff":
-            x = layers.Subtract(name="subtract_features")([fa, fb])
+            x = L.Subtract(name="subtract_features")([fa, fb])
         elif head == "softmax_dense":
-            x = layers.Concatenate(name="concat_probs")([digit_a, digit_b])
+            x = L.Concatenate(name="concat_probs")([digit_a, digit_b])
         elif head == "digits_mlp":
-            x = layers.Concatenate(name="concat_digits")([la, lb])
-            x = layers.Dense(arch.head_units, activation="relu", name="head_hidden")(x)
+            x = L.Concatenate(name="concat_digits")([la, lb])
+            x = L.Dense(arch.head_units, activation="relu", name="head_hidden")(x)
         else:  # pragma: no cover - validate() rejects unknown heads
             raise ValueError(head)
-        pair_logits = layers.Dense(2, name="pair_logits")(x)
+        pair_logits = L.Dense(2, name="pair_logits")(x)
         if arch.pair_relu:
-            pair_logits = layers.ReLU(name="pair_logits_relu")(pair_logits)
-        outputs["pair"] = _softmax("pair")(pair_logits)
+            pair_logits = L.ReLU(name="pair_logits_relu")(pair_logits)
+        outputs["pair"] = _softmax("pair", K)(pair_logits)
     if arch.predicts_digits:
         outputs["digit_a"] = digit_a
         outputs["digit_b"] = digit_b
     return outputs
 
 
-def prob_a_le_b(probs_a, probs_b):
+def prob_a_le_b(probs_a, probs_b, K=keras):
     """[1 - p, p] with p = P(a <= b) = sum_{i <= j} p_a(i) p_b(j), for independent digits.
 
     Written as sum_i p_a(i) * P(b >= i) with P(b >= i) = 1 - cdf_b(i) + p_b(i).
     """
-    b_at_least = 1.0 - ops.cumsum(probs_b, axis=-1) + probs_b
-    p = ops.sum(probs_a * b_at_least, axis=-1, keepdims=True)
-    p = ops.clip(p, 0.0, 1.0)
-    return ops.concatenate([1.0 - p, p], axis=-1)
+    o = _ops(K)
+    b_at_least = 1.0 - o.cumsum(probs_b, axis=-1) + probs_b
+    p = o.sum(probs_a * b_at_least, axis=-1, keepdims=True)
+    p = o.clip(p, 0.0, 1.0)
+    return o.concatenate([1.0 - p, p], axis=-1)
 
 
-def argmax_a_le_b(probs_a, probs_b):
+def argmax_a_le_b(probs_a, probs_b, K=keras):
     """[a > b, a <= b] of the arg-max digits: the arithmetic comparison (report B v4).
 
     Written without ``argmax`` (which TFLite lowers to an op it lacks): each digit becomes the
     indicator of its maximum, and the comparison is the exact rule applied to those one-hots.
     A tie between two maximal probabilities (practically never) splits the vote evenly.
     """
-    hot_a = ops.cast(probs_a >= ops.max(probs_a, axis=-1, keepdims=True), probs_a.dtype)
-    hot_b = ops.cast(probs_b >= ops.max(probs_b, axis=-1, keepdims=True), probs_b.dtype)
-    hot_a = hot_a / ops.sum(hot_a, axis=-1, keepdims=True)
-    hot_b = hot_b / ops.sum(hot_b, axis=-1, keepdims=True)
-    return prob_a_le_b(hot_a, hot_b)
+    o = _ops(K)
+    hot_a = o.cast(probs_a >= o.max(probs_a, axis=-1, keepdims=True), probs_a.dtype)
+    hot_b = o.cast(probs_b >= o.max(probs_b, axis=-1, keepdims=True), probs_b.dtype)
+    hot_a = hot_a / o.sum(hot_a, axis=-1, keepdims=True)
+    hot_b = hot_b / o.sum(hot_b, axis=-1, keepdims=True)
+    return prob_a_le_b(hot_a, hot_b, K)
 
 
 def digit_encoders(model: keras.Model) -> list[keras.Model]:

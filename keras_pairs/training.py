@@ -24,7 +24,7 @@ from .config import ArchConfig, TrainConfig
 from .data import Mnist, RoundData, load_mnist, prepare_round
 from .distillation import SoftTargetTrainer
 from .metrics import history_rows, score_outputs, summarise_rounds
-from .models import averaged_output, build_model
+from .models import averaged_output, build_model, loss_weights
 from .pipeline import fit_inputs
 from .views import has_inference_model, inference_model
 
@@ -77,18 +77,9 @@ def compile_model(model: keras.Model, arch: ArchConfig, steps_per_epoch: int,
                   steps_per_execution: int = STEPS_PER_EXECUTION, output_names=None) -> keras.Model:
     """Compiles with losses, loss weights and metrics keyed by output name (``output_names``,
     default the model's); ``steps_per_epoch`` sets the length of the cosine schedule."""
-    loss, weights, metrics = {}, {}, {}
-    ce = keras.losses.SparseCategoricalCrossentropy
-    # An ensemble's losses sit on each member's outputs (independent members), not on the average.
-    members = [f"_{k}" for k in range(arch.ensemble)] if arch.ensemble > 1 else [""]
-    for m in members:
-        if arch.trains_pair_output:
-            loss["pair" + m] = ce(name=f"pair{m}_loss")
-            weights["pair" + m] = arch.pair_loss_weight
-        if arch.predicts_digits and arch.aux_loss:
-            for out in ("digit_a", "digit_b"):
-                loss[out + m] = ce(name=f"{out}{m}_loss")
-                weights[out + m] = arch.digit_loss_weight
+    weights = loss_weights(arch)  # which outputs carry a loss: shared with the QAT/pruning child
+    loss = {out: keras.losses.SparseCategoricalCrossentropy(name=f"{out}_loss") for out in weights}
+    metrics = {}
     for out in output_names or model.output_names:
         if averaged_output(out) == out:  # the members' own accuracies would only crowd the logs
             metrics[out] = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]

@@ -47,7 +47,8 @@ def _run_child(job: dict, work: str) -> dict:
     job_path = os.path.join(work, f"_job_{job['task']}.json")
     with open(job_path, "w") as f:
         json.dump(job, f)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # Legacy Keras from the first import on: the child builds tf_keras models for tfmot.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1"}
     proc = subprocess.run([sys.executable, "-m", "keras_pairs.export.tfmot_child", job_path],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -57,7 +58,7 @@ def _run_child(job: dict, work: str) -> dict:
         return json.load(f)
 
 
-def _keras_weights(model) -> dict:
+def keras_weights(model) -> dict:
     """Per-layer weights by layer name (encoder layers prefixed 'digit_encoder/')."""
     weights = {}
     for enc in digit_encoders(model):
@@ -76,7 +77,7 @@ def _job(task: str, model, arch: ArchConfig, pairs: RunPairs, mean: float, std: 
     fit_path, weights_path = os.path.join(work, "_fit_pairs.npz"), os.path.join(work, "_keras_weights.npz")
     np.savez(fit_path, digit_a=pairs.fit_digits[0], digit_b=pairs.fit_digits[1], images=pairs.fit.images,
              target=pairs.fit.target, classes=pairs.fit.classes)
-    np.savez(weights_path, **_keras_weights(model))
+    np.savez(weights_path, **keras_weights(model))
     return {"task": task, "arch": arch.to_dict(), "mean": mean, "std": std, "fit": fit_path,
             "weights": weights_path, "result": os.path.join(work, f"_{task}_result.json"),
             "calibration_pairs": calibration_pairs, "int8_io": int8_io, **extra}

@@ -4,17 +4,19 @@
 
 tfmot 0.8 works only on Keras 2 (tf_keras) models and importing it sets TF_USE_LEGACY_KERAS=1,
 after which TensorFlow's Keras alias means tf_keras: so it runs in its own process and builds only
-tf_keras models (Keras 3 models refuse quantize_model / prune_low_magnitude). It rebuilds
-the siamese model in tf_keras around a twin of the digit encoder (same layer names), copies the
-trained Keras 3 weights in by layer name, and then
+tf_keras models (Keras 3 models refuse quantize_model / prune_low_magnitude). The tf_keras model
+comes from the same builders as the Keras 3 one (``models.build_encoder`` / ``models.build_model``
+with ``K=tf_keras``: same layers, same names, same outputs), and the trained Keras 3 weights are
+copied in by layer name. Then
 
-  qat:    quantize_model(encoder), fine-tune on the training pairs, wrap with the raw-image
-          signature (pooling + normalisation in the graph), write an int8 .tflite;
+  qat:    quantize_model(encoder), fine-tune on the training pairs with training's losses
+          (``models.loss_weights``), wrap with the raw-image signature (pooling + normalisation
+          in the graph), write an int8 .tflite;
   prune:  prune_low_magnitude(encoder) with a polynomial schedule to the target sparsity,
           fine-tune with UpdatePruningStep, strip_pruning, write the weights back by layer name.
 
-Augmentation layers of the encoder are left out of the twin: they are identity at inference and
-the short fine-tuning runs without them.
+The encoder is built without its augmentation layers: they are identity at inference, hold no
+weights, the short fine-tuning runs without them, and tfmot has no quantized version of them.
 """
 
 from __future__ import annotations
@@ -22,118 +24,69 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 
 import numpy as np
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"  # what importing tfmot does anyway; say it up front
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # what importing tfmot does anyway (the parent sets it too)
 
 import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 import tf_keras  # noqa: E402
 
+# models.py imports Keras 3 (the `keras` package is Keras 3 whatever TF_USE_LEGACY_KERAS says);
+# everything built here goes through K=tf_keras, so only tf_keras layers reach tfmot.
+from ..config import ArchConfig  # noqa: E402
+from ..models import build_encoder, build_model, loss_weights  # noqa: E402
 from .serving import SIGNATURE_IMAGES, serving_functions  # noqa: E402
 from .tflite import convert_tflite, representative_images  # noqa: E402
 
 L = tf_keras.layers
 FINE_TUNE_LR = 1e-4  # small: the weights are already trained; fine-tuning only adapts them
 FINE_TUNE_BATCH = 50
+ENCODER = "digit_encoder"  # the one digit encoder of the architectures tfmot.unsupported lets through
 
 
-def build_encoder_twin(enc: dict, name: str) -> tf_keras.Model:
-    """tf_keras copy of keras_pairs.models.build_encoder (same layer names, no augmentation)."""
-    inputs = tf_keras.Input((14, 14, 1), name="image")
-    x = inputs
-    for i, (filters, kernel, pool) in enumerate(zip(enc["conv_filters"], enc["conv_kernels"], enc["conv_pools"])):
-        x = L.Conv2D(filters, kernel, padding=enc["padding"], name=f"conv{i + 1}")(x)
-        for step in enc["block_order"].split("_")[1:]:  # as models.build_encoder reads it
-            if step == "pool" and pool > 1:
-                x = L.MaxPooling2D(pool, name=f"pool{i + 1}")(x)
-            elif step == "relu":
-                x = L.ReLU(name=f"relu{i + 1}")(x)
-            elif step == "bn":
-                x = L.BatchNormalization(momentum=enc["bn_momentum"], name=f"bn{i + 1}")(x)
-    x = L.Flatten(name="flatten")(x)
-    if enc["dropout"]:
-        x = L.Dropout(enc["dropout"], name="dropout0")(x)
-    for i, units in enumerate(enc["hidden_units"]):
-        x = L.ReLU(name=f"fc{i + 1}_relu")(L.Dense(units, name=f"fc{i + 1}")(x))
-        if enc["hidden_batchnorm"]:
-            x = L.BatchNormalization(momentum=enc["bn_momentum"], name=f"fc{i + 1}_bn")(x)
-        if enc["dropout"]:
-            x = L.Dropout(enc["dropout"], name=f"dropout{i + 1}")(x)
-    logits = L.Dense(10, name="logits")(x)
-    if enc["output_relu"]:
-        logits = L.ReLU(name="logits_relu")(logits)
-    return tf_keras.Model(inputs, [x, logits], name=name)
+def build_tf_keras_encoder(arch: ArchConfig) -> tf_keras.Model:
+    """The digit encoder of ``arch`` in tf_keras, without augmentation (module doc)."""
+    return build_encoder(replace(arch.encoder, augment=False), 1, 10, name=ENCODER, K=tf_keras)
 
 
-def build_siamese_twin(arch: dict, encoder: tf_keras.Model) -> tf_keras.Model:
-    """tf_keras copy of keras_pairs.models.build_model for one encoder (any head)."""
-    pairs = tf_keras.Input((14, 14, 2), name="pairs")
-    # One encoder object on both digits: shared weights. tf_keras cannot serialise the `...` slice.
-    fa, la = encoder(pairs[:, :, :, 0:1])
-    fb, lb = encoder(pairs[:, :, :, 1:2])
-    digit_a = L.Softmax(name="digit_a")(la)
-    digit_b = L.Softmax(name="digit_b")(lb)
-    head = arch["head"]
-    # Lambda is safe here: this tf_keras twin is never saved as a .keras file, only traced into a
-    # SavedModel / TFLite graph, so nothing has to deserialise it.
-    if head == "compare":
-        pair = L.Lambda(lambda t: _argmax_le(*t), name="pair")([digit_a, digit_b])
-    elif head == "probabilistic":
-        pair = L.Lambda(lambda t: _prob_le(*t), name="pair")([digit_a, digit_b])
-    else:
-        if head == "digits_concat":
-            x = L.Concatenate(name="concat_digits")([la, lb])
-        elif head == "features_concat":
-            x = L.Concatenate(name="concat_features")([fa, fb])
-        elif head == "features_diff":
-            x = L.Subtract(name="subtract_features")([fa, fb])
-        elif head == "softmax_dense":
-            x = L.Concatenate(name="concat_probs")([digit_a, digit_b])
-        elif head == "digits_mlp":
-            x = L.Concatenate(name="concat_digits")([la, lb])
-            x = L.Dense(arch["head_units"], activation="relu", name="head_hidden")(x)
-        else:
-            raise ValueError(f"no tf_keras twin for head {head!r}")
-        x = L.Dense(2, name="pair_logits")(x)
-        if arch["pair_relu"]:
-            x = L.ReLU(name="pair_logits_relu")(x)
-        pair = L.Softmax(name="pair")(x)
-    return tf_keras.Model(pairs, {"pair": pair, "digit_a": digit_a, "digit_b": digit_b})
+def build_tf_keras_model(arch: ArchConfig, encoder: tf_keras.Model) -> tf_keras.Model:
+    """The siamese model of ``arch`` in tf_keras around ``encoder`` (float, quantized or pruned)."""
+    return build_model(arch, K=tf_keras, encoders=[encoder])
 
 
-def _argmax_le(pa, pb):
-    le = tf.cast(tf.argmax(pa, -1) <= tf.argmax(pb, -1), pa.dtype)[:, None]
-    return tf.concat([1.0 - le, le], -1)
-
-
-def _prob_le(pa, pb):
-    b_at_least = 1.0 - tf.cumsum(pb, axis=-1) + pb
-    p = tf.clip_by_value(tf.reduce_sum(pa * b_at_least, -1, keepdims=True), 0.0, 1.0)
-    return tf.concat([1.0 - p, p], -1)
-
-
-def load_weights(encoder: tf_keras.Model, model: tf_keras.Model, weights) -> None:
+def load_encoder_weights(encoder: tf_keras.Model, weights) -> None:
+    """The Keras 3 encoder's weights ("digit_encoder/<layer>/<i>", export.tfmot) by layer name."""
     for layer in encoder.layers:
         n = len(layer.get_weights())
         if n:
-            layer.set_weights([weights[f"digit_encoder/{layer.name}/{i}"] for i in range(n)])
+            layer.set_weights([weights[f"{ENCODER}/{layer.name}/{i}"] for i in range(n)])
+
+
+def load_head_weights(model: tf_keras.Model, encoder: tf_keras.Model, weights) -> None:
+    """The Keras 3 model's layers outside the encoder ("<layer>/<i>": the trainable heads)."""
     for layer in model.layers:
         n = len(layer.get_weights())
-        if n and layer is not encoder and f"{layer.name}/0" in weights:
+        if n and layer is not encoder:
             layer.set_weights([weights[f"{layer.name}/{i}"] for i in range(n)])
 
 
-def fine_tune(model: tf_keras.Model, arch: dict, fit, epochs: int, callbacks=()) -> None:
-    ce = tf_keras.losses.SparseCategoricalCrossentropy
-    loss, weights = {}, {}
+def float_model(arch: ArchConfig, weights) -> tuple[tf_keras.Model, tf_keras.Model]:
+    """(encoder, model): the tf_keras twin of the trained Keras 3 model, its weights copied in."""
+    encoder = build_tf_keras_encoder(arch)
+    load_encoder_weights(encoder, weights)
+    model = build_tf_keras_model(arch, encoder)
+    load_head_weights(model, encoder, weights)
+    return encoder, model
+
+
+def fine_tune(model: tf_keras.Model, arch: ArchConfig, fit, epochs: int, callbacks=()) -> None:
+    """A few epochs on the training pairs with training's losses and loss weights."""
+    weights = loss_weights(arch)
     targets = {"pair": fit["target"], "digit_a": fit["classes"][:, 0], "digit_b": fit["classes"][:, 1]}
-    if arch["head"] != "compare" and arch["pair_loss_weight"] > 0:
-        loss["pair"], weights["pair"] = ce(), arch["pair_loss_weight"]
-    if arch["aux_loss"] or arch["head"] in ("compare", "probabilistic"):
-        for out in ("digit_a", "digit_b"):
-            loss[out], weights[out] = ce(), arch["digit_loss_weight"]
+    loss = {out: tf_keras.losses.SparseCategoricalCrossentropy() for out in weights}
     model.compile(tf_keras.optimizers.Adam(FINE_TUNE_LR), loss=loss, loss_weights=weights)
     model.fit(fit["pairs"], {k: targets[k] for k in loss}, epochs=epochs, batch_size=FINE_TUNE_BATCH,
               shuffle=True, verbose=0, callbacks=list(callbacks))
@@ -187,13 +140,13 @@ def quantize_encoder(encoder: tf_keras.Model) -> tf_keras.Model:
 
 
 def run_qat(job: dict, fit, weights) -> dict:
-    encoder = build_encoder_twin(job["arch"]["encoder"], "digit_encoder")
-    load_weights(encoder, build_siamese_twin(job["arch"], encoder), weights)
+    arch = ArchConfig.from_dict(job["arch"])
+    encoder, _ = float_model(arch, weights)
     q_encoder = quantize_encoder(encoder)
-    model = build_siamese_twin(job["arch"], q_encoder)
-    load_weights(encoder, model, weights)  # the head layers of the new siamese model
+    model = build_tf_keras_model(arch, q_encoder)
+    load_head_weights(model, q_encoder, weights)
     before = accuracy(model, fit)
-    fine_tune(model, job["arch"], fit, job["epochs"])
+    fine_tune(model, arch, fit, job["epochs"])
     after = accuracy(model, fit)
 
     class Module(tf.Module):
@@ -212,20 +165,20 @@ def run_qat(job: dict, fit, weights) -> dict:
 
 def run_prune(job: dict, fit, weights) -> dict:
     sparsity = tfmot.sparsity.keras
-    encoder = build_encoder_twin(job["arch"]["encoder"], "digit_encoder")
-    load_weights(encoder, build_siamese_twin(job["arch"], encoder), weights)
+    arch = ArchConfig.from_dict(job["arch"])
+    encoder, _ = float_model(arch, weights)
     steps = int(np.ceil(len(fit["target"]) / FINE_TUNE_BATCH)) * job["epochs"]
     schedule = sparsity.PolynomialDecay(initial_sparsity=0.0, final_sparsity=job["target_sparsity"],
                                         begin_step=0, end_step=max(1, int(steps * 0.7)), frequency=2)
     p_encoder = sparsity.prune_low_magnitude(encoder, pruning_schedule=schedule)
-    model = build_siamese_twin(job["arch"], p_encoder)
-    load_weights(encoder, model, weights)
-    fine_tune(model, job["arch"], fit, job["epochs"], callbacks=[sparsity.UpdatePruningStep()])
+    model = build_tf_keras_model(arch, p_encoder)
+    load_head_weights(model, p_encoder, weights)
+    fine_tune(model, arch, fit, job["epochs"], callbacks=[sparsity.UpdatePruningStep()])
     stripped = sparsity.strip_pruning(p_encoder)
     out, zeros, total = {}, 0, 0
     for layer in stripped.layers:
         for i, w in enumerate(layer.get_weights()):
-            out[f"digit_encoder/{layer.name}/{i}"] = w
+            out[f"{ENCODER}/{layer.name}/{i}"] = w
             if i == 0 and w.ndim > 1:  # kernels: what pruning sparsifies
                 zeros, total = zeros + int(np.sum(w == 0)), total + w.size
     for layer in model.layers:
