@@ -4,11 +4,12 @@
     python experiments.py --archs reportA --rounds 2   # report A's three models, 2 rounds
     python experiments.py --archs v1 v5 v6 --rounds 3 --epochs 10 --output results/quick
     python experiments.py --archs best --test-curves none --val-fraction 0 --intra-op-threads 1 --output results/best
-    python experiments.py --archs deploy --test-curves none --val-fraction 0 --intra-op-threads 1 --workers 2 --output results/deploy
+    python experiments.py --archs deploy --test-curves none --val-fraction 0 --workers 2 --output results/deploy
     python experiments.py --plot-only results/reproduction   # redraw the figures
-    python experiments.py --workers 2 --intra-op-threads 1   # the rounds over 2 worker processes
-    python experiments.py --chief 10.0.0.1:8000              # on the chief machine, then on each worker:
-    python experiments.py --worker 10.0.0.1:8000             # (docs/distributed.md)
+    python experiments.py --workers 2                        # the rounds over 2 Dask worker processes
+    python experiments.py --scheduler tcp://10.0.0.1:8786    # over a Dask cluster (docs/distributed.md)
+
+An interrupted run resumes: the same command again runs only the missing rounds (--fresh: all).
 
 Writes OUTPUT/{results.json, rounds.csv, epochs.csv, table.md, *.png}. Flags only: the work is
 done by keras_pairs.experiments.run_experiments (and keras_pairs.plots.plot_all for the figures).
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def experiments():
-        from keras_pairs.distributed import cluster_from_flags, worker_command
+        from keras_pairs.distributed import cluster_from_flags
         from keras_pairs.experiments import ExperimentConfig, run_experiments
         from keras_pairs.plots import plot_all
         from keras_pairs.tables import markdown_table
@@ -67,11 +68,8 @@ def main(argv=None) -> int:
                 seed=args.seed, nb_train=args.train_pairs, nb_test=args.test_pairs,
                 val_fraction=args.val_fraction, patience=args.patience, output=args.output,
                 test_curves=args.test_curves, reuse_compiled=not args.rebuild_each_round),
-                cluster=cluster_from_flags(args.workers, args.chief, args.worker,
-                                           worker_command(__file__, sys.argv[1:] if argv is None else argv),
-                                           args.cluster_timeout))
-            if doc is None:
-                return  # a worker: the chief writes the results and the figures
+                cluster=cluster_from_flags(args.workers, args.scheduler, args.intra_op_threads, args.verbose),
+                fresh=args.fresh)
             print(markdown_table(doc))
         if args.plot_only or not args.no_figures:
             for path in plot_all(args.plot_only or args.output):

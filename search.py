@@ -1,12 +1,13 @@
-"""Grid search with k-fold cross-validation on the training pairs (KerasTuner GridSearch).
+"""Grid search with k-fold cross-validation on the training pairs.
 
     python search.py --preset reportB                 # lr x dropout on v5, 5 folds
     python search.py --preset reportA --arch baseline # channels x units x lr, 10 folds
     python search.py --arch v5 --grid learning_rate=0.001,0.01 --folds 2 --epochs 2   # tiny
     python train.py --config results/search/reportB-v5/best_config.json          # use the best
-    python search.py --preset reportB --workers 2 --intra-op-threads 1   # folds over 2 worker processes
-    python search.py --preset reportB --chief 10.0.0.1:8000   # then on each worker machine:
-    python search.py --preset reportB --worker 10.0.0.1:8000  # (docs/distributed.md)
+    python search.py --preset reportB --workers 2     # folds over 2 Dask worker processes
+    python search.py --preset reportB --scheduler tcp://10.0.0.1:8786   # over a Dask cluster (docs/distributed.md)
+
+An interrupted search resumes: the same command again runs only the missing folds (--fresh: all).
 
 Flags only: the work is done by keras_pairs.search.grid_search.
 """
@@ -43,7 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default="auto", help="MNIST source, as train.py (default auto)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", help="output folder (default results/search/<preset>-<arch>)")
-    parser.add_argument("--resume", action="store_true", help="resume the KerasTuner project in OUTPUT/tuner")
     cli.add_cluster_arguments(parser, "folds")
     cli.add_common_arguments(parser)
     return parser
@@ -53,18 +53,15 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
 
     def search():
-        from keras_pairs.distributed import cluster_from_flags, worker_command
+        from keras_pairs.distributed import cluster_from_flags
         from keras_pairs.search import grid_search
 
         result = grid_search(preset=args.preset, arch=args.arch, grid=dict(args.grid) if args.grid else None,
                              folds=args.folds, epochs=args.epochs, data=args.data,
                              nb_train=args.train_pairs, seed=args.seed, output=args.output,
-                             overwrite=not args.resume,
-                             cluster=cluster_from_flags(args.workers, args.chief, args.worker,
-                                                        worker_command(__file__, sys.argv[1:] if argv is None else argv),
-                                                        args.cluster_timeout))
-        if result is None:
-            return  # a worker: the chief writes the results
+                             cluster=cluster_from_flags(args.workers, args.scheduler, args.intra_op_threads,
+                                                        args.verbose),
+                             fresh=args.fresh)
         with open(result["paths"]["table.md"]) as f:
             print(f.read())
 

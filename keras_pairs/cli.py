@@ -77,18 +77,17 @@ def add_common_arguments(parser: argparse.ArgumentParser, threads: bool = True) 
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser, what: str) -> None:
-    """--workers, --chief, --worker, --cluster-timeout (docs/distributed.md)."""
-    group = parser.add_argument_group("workers (docs/distributed.md)")
+    """--workers, --scheduler and --fresh: where the jobs run, and resuming (docs/distributed.md)."""
+    group = parser.add_argument_group("workers and resuming (docs/distributed.md)")
     group.add_argument("--workers", type=positive_int, metavar="N",
-                       help=f"spread the {what} over N worker processes on this machine (this process serves them)")
-    group.add_argument("--chief", metavar="HOST:PORT",
-                       help=f"serve the {what} at HOST:PORT to workers on other machines (each started with "
-                            "the same flags and --worker HOST:PORT); with --workers N, N more run here")
-    group.add_argument("--worker", metavar="HOST:PORT",
-                       help=f"run {what} for the chief at HOST:PORT; the chief writes the results")
-    group.add_argument("--cluster-timeout", type=positive_float, default=120.0, metavar="S",
-                       help="a worker silent for S seconds loses its trial to another; a worker whose chief "
-                            "is silent for S seconds stops (default 120)")
+                       help=f"run the {what} on N Dask worker processes on this machine (127.0.0.1), "
+                            "each with --intra-op-threads threads (default 1)")
+    group.add_argument("--scheduler", metavar="ADDRESS",
+                       help=f"run the {what} on a running Dask cluster, e.g. tcp://10.0.0.1:8786 (default: "
+                            "$DASK_SCHEDULER_ADDRESS if set); needs pip install 'keras_pairs[cluster]'")
+    group.add_argument("--fresh", action="store_true",
+                       help=f"forget the {what} kept from an interrupted run with the same settings; without "
+                            "it the same command run again runs only the missing ones")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,9 +13,10 @@ and initialisation with seed + r, and scores its test pairs once at the end) and
 
 Figures are drawn from results.json by ``plots.py``.
 
-Each (architecture, round) is one trial (``run_round``) and the folder is assembled from the
-trials' records (``arch_result``), so the same run can be spread over worker processes on one
-machine or several (``distributed/``, docs/distributed.md) and writes the same folder.
+Each (architecture, round) is one job (``run_job``) and the folder is assembled from the jobs'
+records (``arch_result``), so the same run can be spread over Dask worker processes on one machine
+or several (``distributed/``, docs/distributed.md) and writes the same folder. Finished rounds are
+kept on disk as they arrive: the same command run again after an interruption runs only the rest.
 
 Per-epoch TEST curves are computed for plotting only (report A Figure 2 and report B Figures 1
 and 3 plot test curves): a callback scores the test pairs at each epoch end and keeps the numbers
@@ -27,10 +28,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -43,7 +44,7 @@ from . import machine, runs
 from .architectures import get_arch, resolve_archs
 from .config import TEST_CURVES, ArchConfig, check_validation
 from .data import Mnist, PairSet, load_mnist, prepare_round
-from .distributed import SCORE, Cluster, run_trials
+from .distributed import Cluster, clock, kept_jobs, run_conditions, run_jobs
 from .metrics import COMPARATOR_HEADS, comparator_matrix, confusion_matrix, score_with_losses, summarise_rounds
 from .tables import markdown_table
 from .training import RoundModel, describe_devices, train_round
@@ -165,85 +166,68 @@ def arch_result(arch: ArchConfig, records: list[dict]) -> dict:
     return result
 
 
-class RoundTrials:
-    """Runs one trial {"arch", "round"}; keeps the last compiled model, so a process that runs
-    consecutive rounds of one architecture compiles it once."""
-
-    def __init__(self, exp: ExperimentConfig, mnist: Mnist):
-        self.exp, self.mnist = exp, mnist
-        self.round_model: RoundModel | None = None
-
-    def __call__(self, values: dict) -> dict:
-        arch = self.exp.arch(values["arch"])
-        if self.round_model is None or self.round_model.arch != arch:
-            self.round_model = RoundModel(arch, reuse=self.exp.reuse_compiled)
-        record = run_round(self.round_model, self.exp, self.mnist, values["round"])
-        return {SCORE: record["round"]["test"]["pair_accuracy"], **record}
+@functools.lru_cache(maxsize=1)
+def compiled(arch: ArchConfig, reuse: bool) -> RoundModel:
+    """The last architecture's RoundModel in this process: consecutive rounds of one architecture
+    (serially, or on one worker) compile it once."""
+    return RoundModel(arch, reuse=reuse)
 
 
-class Progress:
-    """One line per round: which architecture and round, elapsed and estimated remaining time."""
+@dataclass(frozen=True)
+class RoundResult:
+    """A finished job: the round's record (``run_round``) and the device that trained it."""
 
-    def __init__(self, total_rounds: int, stream=None):
-        self.total, self.done = total_rounds, 0
-        self.start = time.perf_counter()
-        self.stream = stream or sys.stdout
-
-    def __call__(self, arch: ArchConfig, r: int, row: dict) -> None:
-        self.done += 1
-        elapsed = time.perf_counter() - self.start
-        remaining = elapsed / self.done * (self.total - self.done)
-        test = row["test"]
-        digits = f" digit {100 * test['digit_accuracy']:.1f}%" if "digit_accuracy" in test else ""
-        print(f"[{self.done:>3}/{self.total}] {arch.name:<9} round {r + 1:>2}: pair "
-              f"{100 * test['pair_accuracy']:.1f}%{digits} ({row['epochs_run']} ep, {row['seconds']:.1f} s)"
-              f" | elapsed {clock(elapsed)}, remaining ~{clock(remaining)}", file=self.stream, flush=True)
+    record: dict
+    device: dict
 
 
-def clock(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}:{s:02d}"
+def run_job(job: dict, exp: ExperimentConfig, mnist: Mnist) -> RoundResult:
+    """One job {"arch", "round"}. Module-level, so a Dask worker imports it by name."""
+    tf.config.experimental.enable_op_determinism()
+    arch = exp.arch(job["arch"])
+    return RoundResult(run_round(compiled(arch, exp.reuse_compiled), exp, mnist, job["round"]), describe_devices())
+
+
+def round_summary(result: RoundResult) -> str:
+    """A finished round in the progress line."""
+    row, test = result.record["round"], result.record["round"]["test"]
+    digits = f" digit {100 * test['digit_accuracy']:.1f}%" if "digit_accuracy" in test else ""
+    return f"pair {100 * test['pair_accuracy']:.1f}%{digits} ({row['epochs_run']} ep, {row['seconds']:.1f} s)"
 
 
 def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress: bool = True,
-                    cluster: Cluster | None = None) -> dict | None:
-    """Runs every (architecture, round) of ``exp`` as one trial each and writes the results folder;
+                    cluster: Cluster | None = None, fresh: bool = False) -> dict:
+    """Runs every (architecture, round) of ``exp`` as one job each and writes the results folder;
     returns results.json.
 
-    ``cluster`` (``distributed.Cluster``) spreads the trials over worker processes: on the chief
-    the rounds arrive from the workers and the folder is written as by a serial run; a worker
-    returns None (the chief writes the folder).
+    ``cluster`` (``distributed.Cluster``) runs the jobs as Dask tasks; the folder is the serial
+    run's. Finished rounds are kept beside the output folder until it is written, and a rerun
+    with the same settings runs only the missing ones; ``fresh`` forgets them first.
     """
     exp = exp.validate()
     cluster = cluster or Cluster()
     archs = [exp.arch(name) for name in resolve_archs(exp.archs)]
     tf.config.experimental.enable_op_determinism()
     mnist = mnist or load_mnist(exp.data)
-    points = [{"arch": arch.name, "round": r} for arch in archs for r in range(exp.rounds)]
-    reporter = Progress(len(points)) if progress and cluster.role != "worker" else None
-    settings = {"kind": "experiments", "data": mnist.describe(),
+    jobs = [{"arch": arch.name, "round": r} for arch in archs for r in range(exp.rounds)]
+    settings = {"kind": "experiments", "data": mnist.describe(), **run_conditions(cluster),
                 **{k: v for k, v in exp.to_dict().items() if k != "output"}}
-
-    def report(values: dict, record: dict) -> None:
-        if reporter:
-            reporter(exp.arch(values["arch"]), values["round"], record["round"])
-
     start = time.perf_counter()
-    with machine.timed_machine("experiments") as state:
-        records = run_trials(points, settings, RoundTrials(exp, mnist), cluster, on_result=report)
-    if records is None:
-        return None
-    total = time.perf_counter() - start
-    results = {arch.name: arch_result(arch, records[i * exp.rounds:(i + 1) * exp.rounds])
-               for i, arch in enumerate(archs)}
-    doc = {"settings": exp.to_dict(), "data": mnist.describe(), "device": describe_devices(),
-           "workers": cluster.local_workers if cluster.role == "chief" else 0,
-           "total_seconds": total, "machine": state.to_dict(), "archs": results}
-    write_results(doc, exp.output)
+    with kept_jobs(exp.output, settings, fresh) as store:
+        with machine.timed_machine("experiments") as state:
+            done = run_jobs(run_job, jobs, cluster, store, {"exp": exp, "mnist": mnist},
+                            round_summary if progress else None)
+        records = [result.record for result in done]
+        total = time.perf_counter() - start
+        results = {arch.name: arch_result(arch, records[i * exp.rounds:(i + 1) * exp.rounds])
+                   for i, arch in enumerate(archs)}
+        doc = {"settings": exp.to_dict(), "data": mnist.describe(), "device": done[0].device,
+               "workers": cluster.workers, "scheduler": cluster.scheduler, "total_seconds": total,
+               "machine": state.to_dict(), "archs": results}
+        write_results(doc, exp.output)
     if progress:
-        where = f" on {cluster.local_workers} local worker(s)" if cluster.role == "chief" else ""
         print(f"total {clock(total)} ({total:.0f} s) for {len(archs)} architecture(s) x "
-              f"{exp.rounds} round(s){where}; results in {exp.output}", flush=True)
+              f"{exp.rounds} round(s) on {cluster.describe()}; results in {exp.output}", flush=True)
     return doc
 
 

@@ -1,29 +1,30 @@
-"""Grid search with k-fold cross-validation on the TRAINING pairs, its trials run by KerasTuner.
+"""Grid search with k-fold cross-validation on the TRAINING pairs: a loop over grid points x folds.
 
-Every (grid point, fold) is one trial (``run_fold``): the architecture with the point's values,
+Every (grid point, fold) is one job (``run_job``): the architecture with the point's values,
 trained on k-1 folds of the training pairs and scored on the held-out fold. The mean held-out
 pair accuracy over a point's folds is its score. Test pairs are never drawn.
 
-KerasTuner's oracle keeps the trial records (``distributed/``): in this process, or served by a
-chief to worker processes on this machine or others (``--workers N``, ``--chief``/``--worker``,
-or KerasTuner's KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT; see
-docs/distributed.md). Every worker needs the same data and settings; the chief checks them.
+The jobs run in this process or as Dask tasks on worker processes of this machine or others
+(``distributed/``: ``--workers N``, ``--scheduler ADDRESS``; docs/distributed.md); the training
+pairs go to each worker with the jobs. Finished folds are kept on disk as they arrive, so the
+same command run again after an interruption runs only the missing ones.
 
 The grids and the presets of both reports are in ``grids.py``.
 
-Output folder: trials.csv, table.md, best_config.json (an ArchConfig: ``python train.py --config
-best_config.json``) and tuner/ (KerasTuner's project: oracle state, one folder per trial with its
-result; a rerun resumes unless ``overwrite``).
+Output folder: trials.csv, table.md and best_config.json (an ArchConfig: ``python train.py
+--config best_config.json``), written when every fold has finished.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import itertools
 import logging
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -33,20 +34,28 @@ from . import runs
 from .architectures import get_arch
 from .config import ArchConfig
 from .data import Mnist, PairSet, load_mnist, make_pairs, normalise_round
-from .distributed import SCORE, Cluster, run_trials
+from .distributed import Cluster, kept_jobs, run_conditions, run_jobs
 from .grids import OBJECTIVE, PRESETS, apply_hyperparameters, kfold_indices
 from .training import RoundModel, train_round
 
 log = logging.getLogger(__name__)
 
-def run_fold(round_model: RoundModel, pairs: PairSet, folds: int, seed: int, k: int) -> dict:
+@dataclass(frozen=True)
+class FoldResult:
+    """A finished fold: its held-out pair accuracy and training seconds."""
+
+    score: float
+    seconds: float
+
+
+def run_fold(round_model: RoundModel, pairs: PairSet, folds: int, seed: int, k: int) -> FoldResult:
     """Fold ``k`` of the cross-validation: one ``training.train_round``, fitted on the other
     folds (normalised with their own statistics, no validation pairs) and scored once on fold k,
-    which plays the part of the round's test pairs. Returns {"score", "seconds"}."""
+    which plays the part of the round's test pairs."""
     fit_idx, held_idx = kfold_indices(len(pairs), folds, np.random.default_rng(seed))[k]
     data = normalise_round(pairs.take(fit_idx), None, pairs.take(held_idx))
     row, _ = train_round(round_model, data, seed + k)
-    return {SCORE: row["test"]["pair_accuracy"], "seconds": row["seconds"]}
+    return FoldResult(row["test"]["pair_accuracy"], row["seconds"])
 
 
 def summarise_folds(scores: list[float]) -> dict:
@@ -55,27 +64,29 @@ def summarise_folds(scores: list[float]) -> dict:
             "val_pair_accuracy_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0}
 
 
-class FoldTrials:
-    """Runs one trial {grid values..., "fold"}; keeps the last compiled model, so consecutive
-    folds of one grid point compile it once."""
+@functools.lru_cache(maxsize=1)
+def compiled(arch: ArchConfig) -> RoundModel:
+    """The last grid point's RoundModel in this process: its consecutive folds compile it once."""
+    return RoundModel(arch)
 
-    def __init__(self, arch: ArchConfig, grid: dict, pairs: PairSet, folds: int, seed: int):
-        self.arch, self.names, self.pairs, self.folds, self.seed = arch, list(grid), pairs, folds, seed
-        self.round_model: RoundModel | None = None
 
-    def __call__(self, values: dict) -> dict:
-        arch = apply_hyperparameters(self.arch, {name: values[name] for name in self.names})
-        if self.round_model is None or self.round_model.arch != arch:
-            self.round_model = RoundModel(arch)
-        return run_fold(self.round_model, self.pairs, self.folds, self.seed, values["fold"])
+def run_job(job: dict, arch: ArchConfig, pairs: PairSet, folds: int, seed: int) -> FoldResult:
+    """One job {grid values..., "fold"} (``run_fold``). Module-level, so a Dask worker imports it by name."""
+    tf.config.experimental.enable_op_determinism()
+    point = apply_hyperparameters(arch, {k: v for k, v in job.items() if k != "fold"})
+    return run_fold(compiled(point), pairs, folds, seed, job["fold"])
+
+
+def fold_summary(result: FoldResult) -> str:
+    return f"held-out pair {100 * result.score:.1f}% ({result.seconds:.1f} s)"
 
 
 def grid_search(preset: str | None = None, arch: str | None = None, grid: dict | None = None,
                 folds: int | None = None, epochs: int | None = None, data: str = "auto",
                 nb_train: int = 1000, seed: int = 0, output: str | None = None,
-                overwrite: bool = True, mnist: Mnist | None = None, cluster: Cluster | None = None) -> dict | None:
-    """Runs the grid search and writes the output folder; returns {"trials", "best", "paths"}
-    (None on a worker of a distributed search: the chief writes the folder).
+                mnist: Mnist | None = None, cluster: Cluster | None = None, fresh: bool = False,
+                progress: bool = True) -> dict:
+    """Runs the grid search and writes the output folder; returns {"trials", "best", "paths"}.
 
     Args:
       preset: "reportA" or "reportB" (its arch, grid and folds are the defaults).
@@ -83,8 +94,10 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
       epochs: epochs per fold (None = the architecture's).
       data, nb_train, seed: the training pairs (drawn once with ``seed``; no test pairs).
       output: folder (default results/search/<preset or custom>-<arch>).
-      overwrite: start a fresh KerasTuner project rather than resume one.
-      cluster: this process's part in a distributed search (``distributed.Cluster``; default serial).
+      cluster: where the folds run (``distributed.Cluster``; default this process).
+      fresh: forget the folds kept from an interrupted run of the same settings (else only the
+        missing ones run).
+      progress: print a line per finished fold.
     """
     if preset is not None and preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
@@ -107,39 +120,39 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
     kfold_indices(len(pairs), folds, np.random.default_rng(seed))  # fail fast on a bad fold count
 
     names, combos = list(grid), list(itertools.product(*grid.values()))
-    points = [{**dict(zip(names, combo)), "fold": k} for combo in combos for k in range(folds)]
+    jobs = [{**dict(zip(names, combo)), "fold": k} for combo in combos for k in range(folds)]
     settings = {"kind": "search", "arch": arch_cfg.to_dict(), "grid": grid, "folds": folds,
-                "nb_train": nb_train, "seed": seed, "data": mnist.describe()}
-    if cluster.role != "worker":
-        log.info("grid search %s on %s: %d grid points x %d folds, %d epochs, %d training pairs",
-                 preset or "custom", arch_name, len(combos), folds, arch_cfg.epochs, nb_train)
-        os.makedirs(output, exist_ok=True)
-
-    def report(values: dict, result: dict) -> None:
-        point = {name: values[name] for name in names}
-        log.info("%s fold %d/%d: %.4f (%.1f s)", point, values["fold"] + 1, folds, result[SCORE], result["seconds"])
-
+                "nb_train": nb_train, "seed": seed, "data": mnist.describe(), **run_conditions(cluster)}
+    log.info("grid search %s on %s: %d grid points x %d folds, %d epochs, %d training pairs",
+             preset or "custom", arch_name, len(combos), folds, arch_cfg.epochs, nb_train)
     start = time.perf_counter()
-    results = run_trials(points, settings, FoldTrials(arch_cfg, grid, pairs, folds, seed), cluster,
-                         directory=output, overwrite=overwrite, on_result=report)
-    if results is None:
-        return None
-    seconds = time.perf_counter() - start
-    trials = [{**dict(zip(names, combo)), **summarise_folds([r[SCORE] for r in results[i * folds:(i + 1) * folds]])}
-              for i, combo in enumerate(combos)]
-    trials.sort(key=lambda r: -r[OBJECTIVE])
-    best_values = {name: trials[0][name] for name in grid}
-    best = apply_hyperparameters(arch_cfg, best_values)
-    best = dataclasses.replace(best, description=f"{best.description} [grid search {preset or 'custom'}: "
-                               + ", ".join(f"{k}={v}" for k, v in best_values.items()) + "]",
-                               epochs=get_arch(arch_name).epochs)
-    paths = _write_search(output, trials, best, grid, dict(
-        preset=preset, arch=arch_name, folds=folds, epochs=arch_cfg.epochs, nb_train=nb_train,
-        seed=seed, data=mnist.source, seconds=seconds))
+    with kept_jobs(output, settings, fresh) as store:
+        results = run_jobs(run_job, jobs, cluster, store,
+                           {"arch": arch_cfg, "pairs": pairs, "folds": folds, "seed": seed},
+                           fold_summary if progress else None)
+        seconds = time.perf_counter() - start
+        trials = [{**dict(zip(names, combo)), **summarise_folds([r.score for r in results[i * folds:(i + 1) * folds]])}
+                  for i, combo in enumerate(combos)]
+        trials.sort(key=lambda r: -r[OBJECTIVE])
+        best_values = {name: trials[0][name] for name in grid}
+        best = apply_hyperparameters(arch_cfg, best_values)
+        best = dataclasses.replace(best, description=f"{best.description} [grid search {preset or 'custom'}: "
+                                   + ", ".join(f"{k}={v}" for k, v in best_values.items()) + "]",
+                                   epochs=get_arch(arch_name).epochs)
+        paths = _write_search(output, trials, best, grid, dict(
+            preset=preset, arch=arch_name, folds=folds, epochs=arch_cfg.epochs, nb_train=nb_train,
+            seed=seed, data=mnist.source, seconds=seconds))
     return {"trials": trials, "best": best, "best_values": best_values, "paths": paths, "seconds": seconds}
 
 
 def _write_search(output: str, trials: list[dict], best: ArchConfig, grid: dict, info: dict) -> dict:
+    """Writes the three files as one folder swap (other files already in ``output`` are kept)."""
+    with runs.staged_folder(output, keep_existing=True) as work:
+        _write_files(work, trials, best, grid, info, os.path.join(output, "best_config.json"))
+    return {name: os.path.join(output, name) for name in ("trials.csv", "table.md", "best_config.json")}
+
+
+def _write_files(output: str, trials: list[dict], best: ArchConfig, grid: dict, info: dict, best_path: str) -> None:
     paths = {name: os.path.join(output, name) for name in ("trials.csv", "table.md", "best_config.json")}
     with open(paths["trials.csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(trials[0]))
@@ -155,8 +168,7 @@ def _write_search(output: str, trials: list[dict], best: ArchConfig, grid: dict,
         lines.append("| " + " | ".join(str(row[n]) for n in names)
                      + f" | {100 * row[OBJECTIVE]:.2f} ± {100 * row['val_pair_accuracy_std']:.2f} |")
     lines += ["", f"Best: {', '.join(f'{n}={trials[0][n]}' for n in names)} -> "
-              f"`python train.py --config {paths['best_config.json']}`"]
+              f"`python train.py --config {best_path}`"]
     with open(paths["table.md"], "w") as f:
         f.write("\n".join(lines) + "\n")
     runs.write_json(paths["best_config.json"], {**best.to_dict(), "reference": None})
-    return paths

