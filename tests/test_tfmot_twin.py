@@ -122,7 +122,8 @@ def check_both_ways(names, pairs, folder) -> None:
             got = dict(f)
         assert set(got) == set(want), (name, variant)
         for key in want:
-            np.testing.assert_allclose(got[key], want[key], rtol=0, atol=TOLERANCE, err_msg=f"{name} {variant} {key}")
+            np.testing.assert_allclose(got[key], want[key], rtol=0, atol=TOLERANCE,
+                                       err_msg=f"{name} {variant} {key}")
         decision = {"compare": "pair", "probabilistic": "pair_argmax"}.get(head)
         if decision is None:  # a trained head: no arg-max rule to follow
             continue
