@@ -36,6 +36,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from keras_pairs import pretrained
+from keras_pairs.server.screenshot import draw
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "keras_pairs" / "server" / "static" / "samples.json"
@@ -678,18 +679,6 @@ def test_the_page_works_offline(page, server, web_litert):
     assert result["a_le_b"] == 1 and not outside, outside
 
 
-def _draw(page, pad: str, strokes: list[list[tuple[float, float]]]):
-    """Strokes in pad fractions (0..1) drawn with the mouse."""
-    box = page.locator(f"#pad-{pad}").bounding_box()
-    for stroke in strokes:
-        points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
-        page.mouse.move(*points[0])
-        page.mouse.down()
-        for x, y in points[1:]:
-            page.mouse.move(x, y, steps=8)
-        page.mouse.up()
-
-
 PAD_GRAY_BASE64 = """(pad) => {
   let bytes = '';
   for (const v of window.kerasPairs.padGray(pad)) bytes += String.fromCharCode(v);
@@ -702,8 +691,8 @@ def test_drawn_digits_run_like_python(page, server, web_litert):
 
     page.goto(server)
     page.wait_for_function("document.body.dataset.status === 'ready'")
-    _draw(page, "a", [[(0.5, 0.15), (0.5, 0.85)]])  # a 1
-    _draw(page, "b", [[(0.25, 0.2), (0.75, 0.2), (0.4, 0.85)]])  # a 7
+    draw(page, "a", [[(0.5, 0.15), (0.5, 0.85)]])  # a 1
+    draw(page, "b", [[(0.25, 0.2), (0.75, 0.2), (0.4, 0.85)]])  # a 7
     result, pixels = _wait_for_result(page)
     assert all(p.max() == 255 and (p > 0).sum() > 30 for p in pixels.values())
     _assert_matches_python(result, pixels, web_litert)

@@ -58,14 +58,7 @@ def screenshot(output: Path, node_modules: Path = ROOT / "node_modules", timeout
             page.set_default_timeout(timeout * 1000)
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_function("document.body.dataset.status === 'ready'")
-            box = page.locator("#pad-a").bounding_box()
-            for stroke in TWO:
-                points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
-                page.mouse.move(*points[0])
-                page.mouse.down()
-                for x, y in points[1:]:
-                    page.mouse.move(x, y, steps=8)
-                page.mouse.up()
+            draw(page, "a", TWO)
             page.click("#samples-b button[title='a real MNIST 7']")
             page.wait_for_function("document.body.dataset.status === 'ready' && document.body.dataset.result")
             result = json.loads(page.evaluate("document.body.dataset.result"))
@@ -79,6 +72,18 @@ def screenshot(output: Path, node_modules: Path = ROOT / "node_modules", timeout
     finally:
         server.should_exit = True
         thread.join(timeout)
+
+
+def draw(page, pad: str, strokes: list[list[tuple[float, float]]]) -> None:
+    """Strokes in pad fractions (0..1) drawn with the mouse on the page's pad ``pad`` ("a" or "b")."""
+    box = page.locator(f"#pad-{pad}").bounding_box()
+    for stroke in strokes:
+        points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(x, y, steps=8)
+        page.mouse.up()
 
 
 def main(argv=None) -> int:
