@@ -229,7 +229,10 @@ def test_a_worker_killed_mid_job_loses_nothing(tmp_path, mnist, workers):
     killer.join(5)
     ran = [int(p) for p in open(pids).read().split()]
     assert killed and ran.count(killed[0]) == 1 and len(ran) >= 5  # the killed job ran again elsewhere
-    assert [r.record["round"] for r in results] == [r["round"] for r in serial]
+    def numbers(record: dict):  # everything but the seconds, which depend on the machine's load
+        return {k: v for k, v in record["round"].items() if k != "seconds"}, record["history"]
+
+    assert [numbers(r.record) for r in results] == [numbers(r) for r in serial]
 
 
 def start(log_path: str, *argv: str) -> subprocess.Popen:
