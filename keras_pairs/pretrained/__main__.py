@@ -28,7 +28,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .. import cli
 from ..cli import native_stderr_silenced
+from ..errors import FailedCheck, UserError
 from . import ARCH, DIR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,12 +53,13 @@ def export_command(run_dir: str) -> list[str]:
 def refresh(work: Path) -> dict:
     """Trains and exports into ``work``, then installs the result (see the module doc)."""
     if not (ROOT / "train.py").is_file():
-        raise ValueError(f"--refresh needs a checkout of the repository (train.py is not in {ROOT}); "
+        raise UserError(f"--refresh needs a checkout of the repository (train.py is not in {ROOT}); "
                          f"use --from RUN_DIR with a run trained and exported elsewhere")
     run_dir = work / ARCH
     for command in (TRAIN + [str(work)], export_command(str(run_dir))):
         print("$ python " + " ".join(command), flush=True)
-        subprocess.run([sys.executable, *command], cwd=ROOT, check=True)
+        if subprocess.run([sys.executable, *command], cwd=ROOT).returncode:
+            raise FailedCheck(f"`python {' '.join(command)}` failed (its output is above); nothing was installed")
     return install(run_dir)
 
 
@@ -69,12 +72,12 @@ def install(run_dir: Path) -> dict:
     missing = [str(p) for p in [*(run_dir / f for f in RUN_FILES), *(export_dir / f for f in EXPORT_FILES)]
                if not p.is_file()]
     if missing:
-        raise ValueError(f"{run_dir} is not a run trained and exported as the shipped model is: missing "
+        raise UserError(f"{run_dir} is not a run trained and exported as the shipped model is: missing "
                          f"{', '.join(missing)}; run `python -m keras_pairs.pretrained --refresh`")
     config = json.loads((run_dir / "config.json").read_text())
     export = json.loads((export_dir / "export.json").read_text())
     if config["train"]["arch"]["name"] != ARCH:
-        raise ValueError(f"{run_dir} holds {config['train']['arch']['name']}, not {ARCH}")
+        raise UserError(f"{run_dir} holds {config['train']['arch']['name']}, not {ARCH}")
     rows = {row["mode"]: row for row in export["rows"]}
     provenance = {
         "arch": ARCH,
@@ -123,7 +126,8 @@ def main(argv=None) -> int:
                                                      "the module doc says")
     p.add_argument("--work", help="with --refresh: train in this folder and keep it (default: a temporary one)")
     args = p.parse_args(argv)
-    try:
+
+    def make():
         if args.run_dir:
             info = install(Path(args.run_dir))
         elif args.work:
@@ -131,11 +135,9 @@ def main(argv=None) -> int:
         else:
             with tempfile.TemporaryDirectory(prefix="keras_pairs-pretrained-") as work:
                 info = refresh(Path(work))
-    except (ValueError, OSError, subprocess.CalledProcessError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"installed {DIR}: {100 * info['test_pair_accuracy']:.2f} % of its {info['test_pairs']} test pairs")
-    return 0
+        print(f"installed {DIR}: {100 * info['test_pair_accuracy']:.2f} % of its {info['test_pairs']} test pairs")
+
+    return cli.run(args, make, tensorflow=False)  # the training runs in child processes
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import uvicorn
 
-from .. import pretrained
+from .. import cli, pretrained
+from ..errors import FailedCheck, UserError, require_extra
 from .app import create_app
 from .locate import find_model_files
 
@@ -38,7 +39,7 @@ def screenshot(output: Path, node_modules: Path = ROOT / "node_modules", timeout
     from playwright.sync_api import sync_playwright
 
     if not (node_modules / "@litertjs" / "core").is_dir():
-        raise ValueError(f"the page needs LiteRT.js: run `npm ci` in {node_modules.parent}")
+        raise UserError(f"the page needs LiteRT.js: run `npm ci` in {node_modules.parent}")
     app = create_app(find_model_files(run=str(pretrained.DIR)), node_modules)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,7 +64,7 @@ def screenshot(output: Path, node_modules: Path = ROOT / "node_modules", timeout
             page.wait_for_function("document.body.dataset.status === 'ready' && document.body.dataset.result")
             result = json.loads(page.evaluate("document.body.dataset.result"))
             if (result["digit_a"], result["digit_b"]) != (2, 7):
-                raise RuntimeError(f"the page read {result['digit_a']} and {result['digit_b']}, not 2 and 7; "
+                raise FailedCheck(f"the page read {result['digit_a']} and {result['digit_b']}, not 2 and 7; "
                                    f"no picture written")
             page.mouse.move(0, 0)
             page.screenshot(path=str(output))
@@ -90,13 +91,13 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("output", type=Path, help="the PNG to write (e.g. docs/serve.png)")
     args = p.parse_args(argv)
-    try:
+
+    def shoot():
+        require_extra("test", "playwright")
         result = screenshot(args.output)
-    except (ValueError, RuntimeError, TimeoutError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.output}: P(A <= B) = {result['prob_a_le_b']:.3f}")
-    return 0
+        print(f"wrote {args.output}: P(A <= B) = {result['prob_a_le_b']:.3f}")
+
+    return cli.run(args, shoot, tensorflow=False)
 
 
 if __name__ == "__main__":
