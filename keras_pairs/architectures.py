@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .errors import UserError
 from .config import ArchConfig, EncoderConfig
+from .errors import UserError
 
 ARCHITECTURES: dict[str, ArchConfig] = {}
 ABLATIONS: dict[str, ArchConfig] = {}

@@ -39,12 +39,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .errors import UserError
 from . import machine, runs
 from .architectures import get_arch, resolve_archs
 from .config import TEST_CURVES, ArchConfig, check_validation
 from .data import Mnist, PairSet, load_mnist, prepare_round
 from .distributed import Cluster, clock, kept_jobs, run_conditions, run_jobs
+from .errors import UserError
 from .metrics import COMPARATOR_HEADS, comparator_matrix, confusion_matrix, score_with_losses, summarise_rounds
 from .tables import markdown_table
 from .training import RoundModel, describe_devices, train_round

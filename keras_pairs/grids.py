@@ -14,8 +14,8 @@ import dataclasses
 
 import numpy as np
 
-from .errors import UserError
 from .config import ArchConfig
+from .errors import UserError
 
 PRESETS = {
     # Report A: channels {16, 32, 64} (they found 64), second conv {8, 16, 32, 64} (8 for Siamese2,

@@ -29,8 +29,8 @@ import keras
 import numpy as np
 
 from .config import ArchConfig
-from .errors import UserError
 from .data import Mnist, PairSet, draw_round, load_recorded
+from .errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from .errors import UserError
 from . import runs
 from .architectures import get_arch
 from .config import ArchConfig
 from .data import Mnist, PairSet, load_mnist, make_pairs, normalise_round
 from .distributed import Cluster, kept_jobs, run_conditions, run_jobs
+from .errors import UserError
 from .grids import OBJECTIVE, PRESETS, apply_hyperparameters, kfold_indices
 from .training import RoundModel, train_round
 

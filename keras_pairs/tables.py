@@ -26,9 +26,9 @@ import os
 
 import numpy as np
 
-from .errors import UserError
 from . import machine
 from .architectures import get_arch
+from .errors import UserError
 from .metrics import summarise
 
 # The reports' tables: (title, [(arch, row label in the report)]).

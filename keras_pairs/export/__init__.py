@@ -23,16 +23,16 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from ..errors import UserError
 from .. import runs
 from ..cost import deploy_budget, multiply_adds_per_pair
 from ..data import Mnist
+from ..errors import UserError
 from . import tfmot
 from .browser import convert_fixed_batch
 from .serving import signature_doc, write_saved_model
 from .tflite import INT8_IO, MODES, check_mode, convert_tflite, representative_images
-from .verify import (artifact_scores, format_table, keras_reference, quantization_notes,
-                     verify_saved_model, verify_tflite)
+from .verify import (artifact_scores, format_table, keras_reference, quantization_notes, verify_saved_model,
+                     verify_tflite)
 
 log = logging.getLogger(__name__)
 

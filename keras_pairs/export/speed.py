@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from ..errors import UserError
 from .. import runs
 from ..cost import deploy_budget, multiply_adds_per_pair
+from ..errors import UserError
 from ..machine import MachineState, timed_machine
 from ..tables import cost_cells
 from .tflite import signature_runner

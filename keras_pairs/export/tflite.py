@@ -9,8 +9,9 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from ..config import INT8_IO
+from ..config import TFLITE_MODES as MODES
 from ..errors import UserError
-from ..config import INT8_IO, TFLITE_MODES as MODES
 from .serving import SIGNATURE_IMAGES
 
 
