@@ -1,13 +1,21 @@
-"""How should the deployable student learn from siamese-prob-aug-tta-x2? Decided on development digits.
+"""How should the deployable student learn from siamese-prob-aug-tta-x2? Paired rounds on development digits.
 
-Each round draws the standard training pairs of its seed (1000, 1001, ...: seeds no benchmark uses), trains
-the teacher (siamese-prob-aug-tta-x2) once on them, then fits every student variant on the same
-900 pairs with the same seed: alone on the labels or distilled from that teacher, with or without
-mixup. All are scored on pairs of train-split digits the round did not draw (~500 on the default
-data); the test split is never loaded into a pair.
+A development round (seed 1000, 1001, ...: seeds no benchmark uses) draws the standard training
+pairs of its seed, trains the teacher (siamese-prob-aug-tta-x2) ONCE on them, then fits every
+student variant on the same 900 pairs with the same seed: alone on the labels or distilled from that
+teacher, with or without mixup, on the student's schedule or a patient one. Every model is scored
+on pairs of train-split digits the round did not draw (5,000 pairs of ~3,000 digits on the default
+data); the test split is never loaded into a pair. Each row also says how often the student's pair
+decision agrees with the teacher's there (the fidelity Beyer et al. log).
 
-    python research/distillation.py --seeds 1000 --output results/research/distillation.csv
-    python research/distillation.py --seeds 1001 --variants alone distilled --append
+Since every variant of a round shares its training digits and its teacher, variants are compared by
+their paired differences: the mean over seeds of (variant - reference) and its standard error.
+Rows are written as each training ends; ``--append`` adds seeds or variants to the same file, and
+``--summary`` prints the paired table of a file without training.
+
+    python research/distillation.py --seeds 1000 1001 1002 1003 1004 1005 1006 1007 \
+        --variants distilled "patient distilled + mixup" --output results/research/patient-distillation.csv
+    python research/distillation.py --summary results/research/patient-distillation.csv --reference distilled
 """
 
 import argparse
@@ -19,27 +27,69 @@ import numpy as np
 
 from keras_pairs import cli
 
-# variant -> (teacher?, mixup); every other setting is siamese-prob-distilled's.
+# variant -> (distilled from the teacher?, mixup's Beta(a, a), epochs: None = the student's own).
 VARIANTS = {
-    "alone": (False, 0.0),
-    "alone + mixup": (False, 1.0),
-    "distilled": (True, 0.0),
-    "distilled + mixup": (True, 1.0),
+    "alone": (False, 0.0, None),
+    "alone + mixup": (False, 1.0, None),
+    "distilled": (True, 0.0, None),
+    "distilled + mixup": (True, 1.0, None),
+    "patient distilled": (True, 0.0, 250),
+    "patient distilled + mixup": (True, 1.0, 250),
 }
+FIELDS = ("variant", "seed", "epochs", "seconds", "dev_pair_accuracy", "dev_digit_accuracy",
+          "dev_agreement", "val_pair_accuracy")
+
+
+def paired_table(rows: list[dict], reference: str) -> str:
+    """Markdown: each variant's mean development accuracy and its paired difference to ``reference``
+    (mean over the seeds both ran, standard error = sample std / sqrt(n)), in percentage points."""
+    by = {}
+    for r in rows:
+        by.setdefault(r["variant"], {})[int(r["seed"])] = r
+    if reference not in by:
+        raise ValueError(f"no rows of the reference variant {reference!r}; variants: {', '.join(by)}")
+    lines = [f"Paired against `{reference}` (same seed = same training digits and teacher); development "
+             "pairs, percentage points; SE = sample std / sqrt(seeds)", "",
+             "| variant | seeds | dev pairs (%) | paired difference (pt) | SE (pt) | dev digits (%) | "
+             "agreement with teacher (%) | epochs | s/round |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, mine in by.items():
+        seeds = sorted(set(mine) & set(by[reference]))
+        pairs = [100 * float(mine[s]["dev_pair_accuracy"]) for s in mine]
+        diff = [100 * (float(mine[s]["dev_pair_accuracy"]) - float(by[reference][s]["dev_pair_accuracy"]))
+                for s in seeds]
+        se = np.std(diff, ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+        agree = [100 * float(mine[s]["dev_agreement"]) for s in mine if mine[s].get("dev_agreement") not in (None, "")]
+        lines.append(f"| {name} | {len(mine)} | {np.mean(pairs):.2f} | {np.mean(diff):+.2f} | {se:.2f} | "
+                     f"{np.mean([100 * float(mine[s]['dev_digit_accuracy']) for s in mine]):.2f} | "
+                     f"{f'{np.mean(agree):.2f}' if agree else '–'} | {mine[min(mine)].get('epochs') or '–'} | "
+                     f"{np.mean([float(mine[s]['seconds']) for s in mine]):.0f} |")
+    return "\n".join(lines)
+
+
+def read_rows(path: str) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--student", default="siamese-prob-distilled")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001], help="one round per seed (>= 1000)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(1000, 1008)),
+                   help="one development round per seed (>= 1000); default 8 rounds")
     p.add_argument("--dev-pairs", type=cli.positive_int, default=5000)
-    p.add_argument("--output", default="results/research/distillation.csv")
+    p.add_argument("--output", default="results/research/patient-distillation.csv")
     p.add_argument("--append", action="store_true", help="add the rows to an existing --output file")
+    p.add_argument("--reference", default="distilled", choices=list(VARIANTS),
+                   help="the variant the others are paired against in the table")
+    p.add_argument("--summary", metavar="CSV", help="print the paired table of a results file; train nothing")
     cli.add_common_arguments(p)
     args = p.parse_args(argv)
     if min(args.seeds) < 1000:
         p.error("--seeds below 1000 are the benchmark's; development rounds use 1000 and above")
+    if args.summary:
+        return cli.run(args, lambda: print(paired_table(read_rows(args.summary), args.reference)), tensorflow=False)
 
     def study():
         from dataclasses import replace
@@ -56,42 +106,43 @@ def main(argv=None) -> int:
         student = get_arch(args.student)
         teacher = RoundModel(get_arch(student.teacher))
         os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-        rows, writer = [], None
         header = not (args.append and os.path.isfile(args.output))
         with open(args.output, "a" if args.append else "w", newline="") as out:  # a row per training, as it ends
+            writer = csv.DictWriter(out, fieldnames=FIELDS)
+            if header:
+                writer.writeheader()
             for seed in args.seeds:
                 data, dev = development_round(mnist, 1000, 0.1, seed, args.dev_pairs)
                 trained = [("teacher " + teacher.arch.name, teacher, False)]
                 for name in args.variants:
-                    distil, mixup = VARIANTS[name]
-                    arch = replace(student, name=f"{student.name}-{name.replace(' + ', '-')}", mixup=mixup,
+                    distil, mixup, epochs = VARIANTS[name]
+                    arch = replace(student, name=f"{student.name}-{name.replace(' + ', '-').replace(' ', '-')}",
+                                   mixup=mixup, epochs=epochs or student.epochs,
                                    teacher=student.teacher if distil else None)
                     model = RoundModel(arch)
                     model.teacher = teacher if distil else None
                     trained.append((name, model, True))
+                teacher_pair = None
                 for name, model, after_teacher in trained:
                     row, _ = train_round(model, data, seed, teacher_trained=after_teacher)
-                    scores = score_outputs(model.predict(dev.images), dev)
-                    rows.append({"variant": name, "seed": seed, "seconds": round(row["seconds"], 1),
-                                 "dev_pair_accuracy": scores["pair_accuracy"],
-                                 "dev_digit_accuracy": scores["digit_accuracy"],
-                                 "val_pair_accuracy": row["test"]["pair_accuracy"]})
-                    if writer is None:
-                        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-                        if header:
-                            writer.writeheader()
-                    writer.writerow(rows[-1])
+                    outputs = model.predict(dev.images)
+                    scores = score_outputs(outputs, dev)
+                    decision = outputs["pair"].argmax(-1)
+                    if teacher_pair is None:
+                        teacher_pair = decision
+                    writer.writerow({"variant": name, "seed": seed, "epochs": model.arch.epochs,
+                                     "seconds": round(row["seconds"], 1),
+                                     "dev_pair_accuracy": scores["pair_accuracy"],
+                                     "dev_digit_accuracy": scores["digit_accuracy"],
+                                     "dev_agreement": round(float(np.mean(decision == teacher_pair)), 5),
+                                     "val_pair_accuracy": row["test"]["pair_accuracy"]})
                     out.flush()
                     print(f"seed {seed} {name:<40} dev pairs {100 * scores['pair_accuracy']:.2f} %, digits "
-                          f"{100 * scores['digit_accuracy']:.2f} % ({row['seconds']:.0f} s)", flush=True)
-        print("\n| variant | dev pairs (%) | dev digits (%) | s/round |")
-        print("|---|---|---|---|")
-        for name in dict.fromkeys(r["variant"] for r in rows):
-            mine = [r for r in rows if r["variant"] == name]
-            pairs = [100 * r["dev_pair_accuracy"] for r in mine]
-            digits = [100 * r["dev_digit_accuracy"] for r in mine]
-            print(f"| {name} | {np.mean(pairs):.2f} | {np.mean(digits):.2f} | "
-                  f"{np.mean([r['seconds'] for r in mine]):.0f} |")
+                          f"{100 * scores['digit_accuracy']:.2f} %, agreement "
+                          f"{100 * np.mean(decision == teacher_pair):.2f} % ({row['seconds']:.0f} s)", flush=True)
+        rows = read_rows(args.output)
+        if any(r["variant"] == args.reference for r in rows):
+            print("\n" + paired_table(rows, args.reference))
 
     return cli.run(args, study)
 
