@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Run architectures for N rounds and write tables and figures.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=cli.arch_help())
     parser.add_argument("--archs", nargs="+", default=["reportA", "reportB"], metavar="NAME",
-                        help="architectures or sets: reportA, reportB, best, deploy, ablation, all "
+                        help="architectures or sets: reportA, reportB, best, deploy, all "
                              "(default: reportA reportB)")
     parser.add_argument("--rounds", type=cli.positive_int, default=10,
                         help="rounds per architecture, fresh pairs and initialisation each (default 10)")
@@ -44,8 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-curves", choices=TEST_CURVES, default="figures",
                         help="per-epoch test scoring for the plots only (default: the architectures "
                              "whose report figure shows test curves)")
-    parser.add_argument("--rebuild-each-round", action="store_true",
-                        help="build and compile a new model every round (slower; to measure what reuse saves)")
     parser.add_argument("--no-figures", action="store_true", help="write tables only")
     parser.add_argument("--plot-only", metavar="RESULTS", help="redraw the figures of a results folder")
     cli.add_cluster_arguments(parser, "rounds")
@@ -67,7 +65,7 @@ def main(argv=None) -> int:
                 archs=tuple(args.archs), rounds=args.rounds, epochs=args.epochs, data=args.data,
                 seed=args.seed, nb_train=args.train_pairs, nb_test=args.test_pairs,
                 val_fraction=args.val_fraction, patience=args.patience, output=args.output,
-                test_curves=args.test_curves, reuse_compiled=not args.rebuild_each_round),
+                test_curves=args.test_curves),
                 cluster=cluster_from_flags(args.workers, args.scheduler, args.intra_op_threads, args.verbose),
                 fresh=args.fresh)
             print(markdown_table(doc))

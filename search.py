@@ -62,7 +62,7 @@ def main(argv=None) -> int:
                              cluster=cluster_from_flags(args.workers, args.scheduler, args.intra_op_threads,
                                                         args.verbose),
                              fresh=args.fresh)
-        with open(result["paths"]["table.md"]) as f:
+        with open(result.paths["table.md"]) as f:
             print(f.read())
 
     return cli.run(args, search)

@@ -156,6 +156,9 @@ ARCH_SETS = {
     "reportB": ("base", "v1-noaux", "v2-noaux", "v3-noaux", "v1", "v2", "v3", "v4", "v5", "v6"),
     "best": ("siamese-prob-aug-tta", "siamese-prob-aug-tta-x2"),
     "deploy": ("siamese-prob-distilled", "siamese-prob-aug"),  # the student, and the student alone
+}
+# Sets of the studies behind the design (docs/model.md): accepted by --archs, not listed in --help.
+STUDY_SETS = {
     "ablation": ("ablate-strong-argmax", "ablate-prob", "siamese-prob-aug", "ablate-prob-aug-pairs"),
 }
 BEST_ARCH = "siamese-prob-aug-tta-x2"
@@ -189,8 +192,8 @@ def resolve_archs(names) -> tuple[str, ...]:
     for name in names:
         if name == "all":
             out += list(ARCHITECTURES)
-        elif name in ARCH_SETS:
-            out += list(ARCH_SETS[name])
+        elif name in ARCH_SETS or name in STUDY_SETS:
+            out += list(ARCH_SETS.get(name) or STUDY_SETS[name])
         else:
             out.append(get_arch(name).name)
     return tuple(dict.fromkeys(out))

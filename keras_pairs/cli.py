@@ -147,24 +147,24 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         strategy=args.strategy, save=not args.no_save, verbose=args.verbose).validate()
 
 
-def format_training(result: dict) -> str:
-    """train.py's summary: mean ± std test accuracies, seconds per round, device, data, folder."""
-    test = result["test"]
+def format_training(result) -> str:
+    """train.py's summary of a ``results.RunResult``: mean ± std test accuracies, seconds per
+    round, device, data, folder."""
+    test = result.test
 
     def pct(s):
-        return f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f} %"
+        return f"{100 * s.mean:.2f} ± {100 * s.std:.2f} %"
 
-    lines = [f"{result['arch']}: test pair accuracy {pct(test['pair_accuracy'])} over "
-             f"{len(result['rounds'])} round(s)"]
-    if "pair_argmax_accuracy" in test:
-        lines.append(f"  arg-max comparison accuracy {pct(test['pair_argmax_accuracy'])}")
-    if "digit_accuracy" in test:
-        lines.append(f"  digit accuracy {pct(test['digit_accuracy'])}")
-    s = test["seconds_per_round"]
-    lines.append(f"  {s['mean']:.1f} ± {s['std']:.1f} s per round on {result['device']['device']} "
-                 f"({result['device']['name']}); data: {result['data']['source']}")
-    if result.get("run_dir"):
-        lines.append(f"  run folder: {result['run_dir']}")
+    lines = [f"{result.arch}: test pair accuracy {pct(test.pair_accuracy)} over {len(result.rounds)} round(s)"]
+    if test.pair_argmax_accuracy is not None:
+        lines.append(f"  arg-max comparison accuracy {pct(test.pair_argmax_accuracy)}")
+    if test.digit_accuracy is not None:
+        lines.append(f"  digit accuracy {pct(test.digit_accuracy)}")
+    s = test.seconds_per_round
+    lines.append(f"  {s.mean:.1f} ± {s.std:.1f} s per round on {result.device['device']} "
+                 f"({result.device['name']}); data: {result.data['source']}")
+    if result.run_dir:
+        lines.append(f"  run folder: {result.run_dir}")
     return "\n".join(lines)
 
 

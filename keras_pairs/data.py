@@ -213,28 +213,6 @@ def prepare_round(mnist: Mnist, nb_train: int, nb_test: int, val_fraction: float
     return normalise_round(*draw_round(mnist, nb_train, nb_test, val_fraction, seed))
 
 
-def development_round(mnist: Mnist, nb_train: int, val_fraction: float, seed: int,
-                      n_dev: int) -> tuple[RoundData, PairSet]:
-    """A round for design choices, which never touches the test split.
-
-    The training pairs and validation split of round ``seed`` as ``draw_round`` draws them (its
-    test pairs are not drawn; the returned round's ``test`` are its validation pairs), and
-    ``n_dev`` ordered pairs of two different train-split digits that the round did NOT draw
-    (the development pairs), normalised like the round.
-    """
-    train = make_pairs(mnist.x_train, mnist.y_train, nb_train, np.random.default_rng(seed), "train")
-    fit, val = split_validation(train, val_fraction, np.random.default_rng(seed))
-    data = normalise_round(fit, val, val)
-    drawn = np.concatenate([fit.index.ravel(), val.index.ravel()])
-    free = np.setdiff1d(np.arange(len(mnist.y_train)), drawn)
-    rng = np.random.default_rng([seed, 7])
-    index = np.stack([rng.choice(free, 2, replace=False) for _ in range(n_dev)])
-    images = np.stack([pool_2x2(mnist.x_train[index[:, 0]]), pool_2x2(mnist.x_train[index[:, 1]])], -1)
-    classes = mnist.y_train[index].astype(np.int32)
-    dev = PairSet(images.astype(np.float32), pair_target(classes), classes, index)
-    return data, dev.normalised(data.mean, data.std)
-
-
 # --- sources --------------------------------------------------------------------------------
 
 
@@ -376,15 +354,15 @@ def load_recorded(recorded: dict, preloaded: Mnist | None = None) -> Mnist:
     """The digits a run was trained on, from the ``data`` block its run folder recorded.
 
     Loads the recorded source itself (never "auto", which may resolve to other digits on another
-    machine), or takes ``preloaded`` digits, and checks the pool sizes and, where recorded, the
-    fingerprint; raises ``DataError`` saying what is missing when the same digits cannot be had.
+    machine), or takes ``preloaded`` digits, and checks the pool sizes and the fingerprint; raises
+    ``DataError`` saying what is missing when the same digits cannot be had.
     """
     spec = recorded.get("spec")
+    if not spec or not recorded.get("fingerprint"):
+        raise DataError(f"the run does not record which MNIST source it used and its fingerprint "
+                        f"({recorded}); retrain it with this version of keras_pairs")
     if preloaded is not None:
         mnist = preloaded
-    elif not spec:
-        raise DataError(f"the run does not record which MNIST source it used ({recorded}); "
-                        f"retrain it with this version of keras_pairs")
     else:
         try:
             mnist = load_mnist(spec)
@@ -394,10 +372,10 @@ def load_recorded(recorded: dict, preloaded: Mnist | None = None) -> Mnist:
                             f"to the recorded path or the Keras cache) and run again") from err
     pools = (len(mnist.y_train), len(mnist.y_test))
     expected = (recorded.get("train_pool"), recorded.get("test_pool"))
-    if pools != expected or recorded.get("fingerprint", mnist.fingerprint()) != mnist.fingerprint():
+    if pools != expected or recorded["fingerprint"] != mnist.fingerprint():
         raise DataError(f"the digits of {mnist.source} (pools {pools[0]} / {pools[1]}, fingerprint "
                         f"{mnist.fingerprint()}) are not those the run was trained on "
                         f"({recorded.get('source')}: pools {expected[0]} / {expected[1]}, fingerprint "
-                        f"{recorded.get('fingerprint', '-')}); its pairs cannot be rebuilt here")
+                        f"{recorded['fingerprint']}); its pairs cannot be rebuilt here")
     return mnist
 

@@ -46,6 +46,7 @@ from .data import Mnist, PairSet, load_mnist, prepare_round
 from .distributed import Cluster, clock, kept_jobs, run_conditions, run_jobs
 from .errors import UserError
 from .metrics import COMPARATOR_HEADS, comparator_matrix, confusion_matrix, score_with_losses, summarise_rounds
+from .results import Round
 from .tables import markdown_table
 from .training import RoundModel, describe_devices, train_round
 
@@ -73,8 +74,6 @@ class ExperimentConfig:
       output: results folder (written atomically: a temporary sibling swapped in at the end).
       test_curves: score the test pairs at each epoch end, for the figures only: "figures"
         (FIGURE_ARCHS), "all" or "none". Each costs ~1-2 s per round.
-      reuse_compiled: compile each architecture once and re-initialise per round (``RoundModel``);
-        False builds per round (for measuring what the reuse saves).
     """
 
     archs: tuple[str, ...]
@@ -88,7 +87,6 @@ class ExperimentConfig:
     patience: int | None = None
     output: str = "results/reproduction"
     test_curves: str = "figures"
-    reuse_compiled: bool = True
 
     def validate(self) -> "ExperimentConfig":
         resolve_archs(self.archs)
@@ -123,61 +121,76 @@ def wants_test_curve(arch: ArchConfig, exp: ExperimentConfig) -> bool:
     return exp.test_curves == "all" or (exp.test_curves == "figures" and arch.name in FIGURE_ARCHS)
 
 
-def run_round(round_model: RoundModel, exp: ExperimentConfig, mnist: Mnist, r: int) -> dict:
+@dataclass(frozen=True)
+class RoundRecord:
+    """What one round of a reproduction keeps beyond ``results.Round``.
+
+    Attributes:
+      round: the round (its history inside; results.json keeps no normalisation).
+      test_curve: per-epoch test scores for the figures ([] when not asked).
+      params: the model's parameter count.
+      confusion: digit confusion counts on the test pairs (models with digit outputs).
+      comparator: report B's comparator analysis (heads in ``metrics.COMPARATOR_HEADS``).
+    """
+
+    round: Round
+    test_curve: list[dict]
+    params: int
+    confusion: list | None = None
+    comparator: dict | None = None
+
+
+def run_round(round_model: RoundModel, exp: ExperimentConfig, mnist: Mnist, r: int) -> RoundRecord:
     """Round ``r`` of one architecture through ``training.train_round``: one trial of the run.
 
     Depends on nothing but its arguments (``RoundModel`` re-initialises every variable), so any
-    process may run any round. Returns the round's record, JSON-able: its row of rounds.csv, its
-    history, its test curve, its confusion counts and comparator matrix where they apply, and
-    the model's parameter count.
+    process may run any round.
     """
     arch = round_model.arch
     seed = exp.seed + r
     data = prepare_round(mnist, exp.nb_train, exp.nb_test, exp.val_fraction, seed)
     curve = TestCurve(round_model, data.test) if wants_test_curve(arch, exp) else None
-    row, out = train_round(round_model, data, seed, [curve] if curve else [], exp.patience)
-    history = row.pop("history")
-    row.pop("normalisation")
-    record = {"round": {"round": r, **row}, "history": history, "test_curve": curve.rows if curve else [],
-              "params": round_model.model.count_params()}
+    done, out = train_round(round_model, data, seed, [curve] if curve else [], exp.patience)
+    confusion = comparator = None
     if arch.predicts_digits:
-        record["confusion"] = (confusion_matrix(data.test.classes[:, 0], out["digit_a"].argmax(-1))
-                               + confusion_matrix(data.test.classes[:, 1], out["digit_b"].argmax(-1))).tolist()
+        confusion = (confusion_matrix(data.test.classes[:, 0], out["digit_a"].argmax(-1))
+                     + confusion_matrix(data.test.classes[:, 1], out["digit_b"].argmax(-1))).tolist()
     if arch.siamese and arch.head in COMPARATOR_HEADS:
-        record["comparator"] = comparator_matrix(round_model.model, arch, data.fit.images)
-    return record
+        comparator = comparator_matrix(round_model.model, arch, data.fit.images)
+    return RoundRecord(dataclasses.replace(done, index=r, normalisation=None), curve.rows if curve else [],
+                       round_model.model.count_params(), confusion, comparator)
 
 
-def arch_result(arch: ArchConfig, records: list[dict]) -> dict:
+def arch_result(arch: ArchConfig, records: list[RoundRecord]) -> dict:
     """One architecture's entry of results.json from its rounds' records, in round order."""
-    rounds = [rec["round"] for rec in records]
+    rounds = [rec.round for rec in records]
     result = {
         "arch": arch.name, "report": arch.report, "description": arch.description,
-        "config": arch.to_dict(), "reference": arch.reference, "params": records[0]["params"],
-        "predicts_digits": arch.predicts_digits, "rounds": rounds,
-        "test": summarise_rounds(rounds), "histories": [rec["history"] for rec in records],
-        "test_curves": [rec["test_curve"] for rec in records],
+        "config": arch.to_dict(), "reference": arch.reference, "params": records[0].params,
+        "predicts_digits": arch.predicts_digits, "rounds": [r.to_dict() for r in rounds],
+        "test": summarise_rounds(rounds).to_dict(), "histories": [list(r.history) for r in rounds],
+        "test_curves": [rec.test_curve for rec in records],
     }
     if arch.predicts_digits:
-        result["confusion"] = np.sum([rec["confusion"] for rec in records], axis=0).tolist()
-    comparators = [rec["comparator"] for rec in records if "comparator" in rec]
+        result["confusion"] = np.sum([rec.confusion for rec in records], axis=0).tolist()
+    comparators = [rec.comparator for rec in records if rec.comparator is not None]
     if comparators:
         result["comparator"] = comparators
     return result
 
 
 @functools.lru_cache(maxsize=1)
-def compiled(arch: ArchConfig, reuse: bool) -> RoundModel:
+def compiled(arch: ArchConfig) -> RoundModel:
     """The last architecture's RoundModel in this process: consecutive rounds of one architecture
     (serially, or on one worker) compile it once."""
-    return RoundModel(arch, reuse=reuse)
+    return RoundModel(arch)
 
 
 @dataclass(frozen=True)
 class RoundResult:
     """A finished job: the round's record (``run_round``) and the device that trained it."""
 
-    record: dict
+    record: RoundRecord
     device: dict
 
 
@@ -185,14 +198,14 @@ def run_job(job: dict, exp: ExperimentConfig, mnist: Mnist) -> RoundResult:
     """One job {"arch", "round"}. Module-level, so a Dask worker imports it by name."""
     tf.config.experimental.enable_op_determinism()
     arch = exp.arch(job["arch"])
-    return RoundResult(run_round(compiled(arch, exp.reuse_compiled), exp, mnist, job["round"]), describe_devices())
+    return RoundResult(run_round(compiled(arch), exp, mnist, job["round"]), describe_devices())
 
 
 def round_summary(result: RoundResult) -> str:
     """A finished round in the progress line."""
-    row, test = result.record["round"], result.record["round"]["test"]
-    digits = f" digit {100 * test['digit_accuracy']:.1f}%" if "digit_accuracy" in test else ""
-    return f"pair {100 * test['pair_accuracy']:.1f}%{digits} ({row['epochs_run']} ep, {row['seconds']:.1f} s)"
+    done = result.record.round
+    digits = f" digit {100 * done.test.digit_accuracy:.1f}%" if done.test.digit_accuracy is not None else ""
+    return f"pair {100 * done.test.pair_accuracy:.1f}%{digits} ({done.epochs_run} ep, {done.seconds:.1f} s)"
 
 
 def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress: bool = True,
@@ -253,19 +266,8 @@ def load_results(output: str) -> dict:
 
 
 def round_rows(doc: dict) -> list[dict]:
-    rows = []
-    for name, res in doc["archs"].items():
-        for r in res["rounds"]:
-            row = {"arch": name, "round": r["round"], "seed": r["seed"], "epochs_run": r["epochs_run"],
-                   "seconds": round(r["seconds"], 3)}
-            row.update({f"test_{k}": v for k, v in r["test"].items()})
-            row.update({f"test_without_views_{k}": v for k, v in r.get("test_without_views", {}).items()})
-            row.update({f"val_{k}": v for k, v in r.get("validation", {}).items()})
-            if "teacher" in r:  # a student's teacher, trained first in the same round
-                row["teacher_seconds"] = round(r["teacher"]["seconds"], 3)
-                row.update({f"teacher_test_{k}": v for k, v in r["teacher"]["test"].items()})
-            rows.append(row)
-    return rows
+    """rounds.csv: one row per architecture and round (``results.Round.to_row``)."""
+    return [{"arch": name, **Round.from_dict(r).to_row()} for name, res in doc["archs"].items() for r in res["rounds"]]
 
 
 def epoch_rows(doc: dict) -> list[dict]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from .config import ArchConfig
 from .data import PairSet
+from .results import Round, RoundsSummary, Scores, Summary
 
 # Heads with a trainable layer after the two digit outputs, and the layer that concatenates them:
 # the comparator analysis (report B Figure 2) applies to these.
@@ -15,20 +16,20 @@ COMPARATOR_HEADS = {"digits_concat": "concat_digits", "digits_mlp": "concat_digi
                     "softmax_dense": "concat_probs"}
 
 
-def score(pairs: PairSet, a_le_b, digit_a_probs=None, digit_b_probs=None, a_le_b_argmax=None) -> dict:
+def score(pairs: PairSet, a_le_b, digit_a_probs=None, digit_b_probs=None, a_le_b_argmax=None) -> Scores:
     """Pair accuracy of the decisions ``a_le_b`` (N, 1 = a <= b); digit accuracy (mean over both
     digits) where digit probabilities are given; the arg-max comparison's accuracy where given."""
-    metrics = {"pair_accuracy": float(np.mean(np.asarray(a_le_b) == pairs.target))}
+    argmax = digits = None
     if a_le_b_argmax is not None:
-        metrics["pair_argmax_accuracy"] = float(np.mean(np.asarray(a_le_b_argmax) == pairs.target))
+        argmax = float(np.mean(np.asarray(a_le_b_argmax) == pairs.target))
     if digit_a_probs is not None:
         correct = np.concatenate([np.argmax(digit_a_probs, -1) == pairs.classes[:, 0],
                                   np.argmax(digit_b_probs, -1) == pairs.classes[:, 1]])
-        metrics["digit_accuracy"] = float(np.mean(correct))
-    return metrics
+        digits = float(np.mean(correct))
+    return Scores(float(np.mean(np.asarray(a_le_b) == pairs.target)), argmax, digits)
 
 
-def score_outputs(out: dict, pairs: PairSet) -> dict:
+def score_outputs(out: dict, pairs: PairSet) -> Scores:
     """``score`` of a model's named outputs (``pair``, ``pair_argmax``, ``digit_a``, ``digit_b``)."""
     return score(pairs, out["pair"].argmax(-1), out.get("digit_a"), out.get("digit_b"),
                  out["pair_argmax"].argmax(-1) if "pair_argmax" in out else None)
@@ -40,8 +41,9 @@ def cross_entropy(probs: np.ndarray, target: np.ndarray) -> float:
 
 
 def score_with_losses(out: dict, pairs: PairSet, arch: ArchConfig) -> dict:
-    """Accuracies and the training loss (the weighted sum ``compile_model`` minimises)."""
-    row = score_outputs(out, pairs)
+    """Accuracies and the training loss (the weighted sum ``compile_model`` minimises): a row of a
+    per-epoch test curve, keyed as Keras' history is."""
+    row = score_outputs(out, pairs).to_dict()
     loss = 0.0
     if arch.trains_pair_output:
         row["pair_loss"] = cross_entropy(out["pair"], pairs.target)
@@ -54,25 +56,22 @@ def score_with_losses(out: dict, pairs: PairSet, arch: ArchConfig) -> dict:
     return row
 
 
-def summarise(values: list[float]) -> dict:
+def summarise(values: list[float]) -> Summary:
     """Mean, sample std (ddof=1, as torch.std which the reports used; 0 for one value), min, max."""
     arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
-            "min": float(arr.min()), "max": float(arr.max())}
+    return Summary(float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+                   float(arr.min()), float(arr.max()))
 
 
-def summarise_rounds(rounds: list[dict]) -> dict:
-    """Mean +- std over rounds of every test metric, the seconds, and the scores without views."""
-    summary = {"pair_accuracy": summarise([r["test"]["pair_accuracy"] for r in rounds]),
-               "seconds_per_round": summarise([r["seconds"] for r in rounds]),
-               "epochs_run": summarise([r["epochs_run"] for r in rounds])}
-    for key in ("digit_accuracy", "pair_argmax_accuracy"):
-        if key in rounds[0]["test"]:
-            summary[key] = summarise([r["test"][key] for r in rounds])
-    if "test_without_views" in rounds[0]:
-        summary["without_views"] = {key: summarise([r["test_without_views"][key] for r in rounds])
-                                    for key in rounds[0]["test_without_views"]}
-    return summary
+def summarise_rounds(rounds: list[Round]) -> RoundsSummary:
+    """Mean +- std over rounds of every test score, the seconds and the epochs run."""
+    def over(key):
+        values = [getattr(r.test, key) for r in rounds]
+        return summarise(values) if None not in values else None
+
+    return RoundsSummary(over("pair_accuracy"), summarise([r.seconds for r in rounds]),
+                         summarise([r.epochs_run for r in rounds]), over("digit_accuracy"),
+                         over("pair_argmax_accuracy"))
 
 
 def history_rows(history: dict, single_output: bool) -> list[dict]:

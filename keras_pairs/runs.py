@@ -31,6 +31,7 @@ import numpy as np
 from .config import ArchConfig
 from .data import Mnist, PairSet, draw_round, load_recorded
 from .errors import UserError
+from .results import RunResult
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +98,11 @@ def train_hint(models_dir: str = DEFAULT_MODELS_DIR, arch: str = "v5") -> str:
 
 @dataclass(frozen=True)
 class Run:
-    """A run folder as read back: its path, config.json and metrics.json."""
+    """A run folder as read back: its path, config.json and metrics.json (a ``RunResult``)."""
 
     path: str
     config: dict
-    metrics: dict
+    metrics: RunResult
 
     @property
     def arch(self) -> ArchConfig:
@@ -118,7 +119,7 @@ class Run:
 
     @property
     def mean_validation_accuracy(self) -> float | None:
-        vals = [r["validation"]["pair_accuracy"] for r in self.metrics["rounds"] if "validation" in r]
+        vals = [r.validation.pair_accuracy for r in self.metrics.rounds if r.validation is not None]
         return float(np.mean(vals)) if vals else None
 
 
@@ -135,7 +136,11 @@ def load_run(run_dir: str) -> Run:
                 docs[name] = json.load(f)
         except (OSError, ValueError) as err:
             raise RunError(f"{path} is not valid JSON ({err}); retrain: {hint}") from err
-    run = Run(run_dir, docs["config.json"], docs["metrics.json"])
+    try:
+        metrics = RunResult.from_dict(docs["metrics.json"], run_dir)
+    except (KeyError, TypeError, ValueError) as err:
+        raise RunError(f"{run_dir}/metrics.json cannot be read as a run's metrics ({err}); retrain: {hint}") from err
+    run = Run(run_dir, docs["config.json"], metrics)
     try:
         run.arch, run.normalisation  # noqa: B018 - fail here, not halfway through an export
     except (KeyError, TypeError, ValueError) as err:

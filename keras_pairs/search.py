@@ -35,7 +35,8 @@ from .config import ArchConfig
 from .data import Mnist, PairSet, load_mnist, make_pairs, normalise_round
 from .distributed import Cluster, kept_jobs, run_conditions, run_jobs
 from .errors import UserError
-from .grids import OBJECTIVE, PRESETS, apply_hyperparameters, kfold_indices
+from .grids import PRESETS, apply_hyperparameters, kfold_indices
+from .results import SearchResult, Trial
 from .training import RoundModel, train_round
 
 log = logging.getLogger(__name__)
@@ -54,14 +55,13 @@ def run_fold(round_model: RoundModel, pairs: PairSet, folds: int, seed: int, k: 
     which plays the part of the round's test pairs."""
     fit_idx, held_idx = kfold_indices(len(pairs), folds, np.random.default_rng(seed))[k]
     data = normalise_round(pairs.take(fit_idx), None, pairs.take(held_idx))
-    row, _ = train_round(round_model, data, seed + k)
-    return FoldResult(row["test"]["pair_accuracy"], row["seconds"])
+    done, _ = train_round(round_model, data, seed + k)
+    return FoldResult(done.test.pair_accuracy, done.seconds)
 
 
-def summarise_folds(scores: list[float]) -> dict:
+def grid_point(values: dict, scores: list[float]) -> Trial:
     """A grid point's score: mean and sample std of its folds' held-out pair accuracies."""
-    return {OBJECTIVE: float(np.mean(scores)),
-            "val_pair_accuracy_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0}
+    return Trial(values, float(np.mean(scores)), float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0)
 
 
 @functools.lru_cache(maxsize=1)
@@ -85,8 +85,9 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
                 folds: int | None = None, epochs: int | None = None, data: str = "auto",
                 nb_train: int = 1000, seed: int = 0, output: str | None = None,
                 mnist: Mnist | None = None, cluster: Cluster | None = None, fresh: bool = False,
-                progress: bool = True) -> dict:
-    """Runs the grid search and writes the output folder; returns {"trials", "best", "paths"}.
+                progress: bool = True) -> SearchResult:
+    """Runs the grid search and writes the output folder; returns its trials (best first), the
+    best point's ArchConfig and the files written.
 
     Args:
       preset: "reportA" or "reportB" (its arch, grid and folds are the defaults).
@@ -131,10 +132,10 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
                            {"arch": arch_cfg, "pairs": pairs, "folds": folds, "seed": seed},
                            fold_summary if progress else None)
         seconds = time.perf_counter() - start
-        trials = [{**dict(zip(names, combo)), **summarise_folds([r.score for r in results[i * folds:(i + 1) * folds]])}
+        trials = [grid_point(dict(zip(names, combo)), [r.score for r in results[i * folds:(i + 1) * folds]])
                   for i, combo in enumerate(combos)]
-        trials.sort(key=lambda r: -r[OBJECTIVE])
-        best_values = {name: trials[0][name] for name in grid}
+        trials.sort(key=lambda t: -t.val_pair_accuracy)
+        best_values = trials[0].values
         best = apply_hyperparameters(arch_cfg, best_values)
         best = dataclasses.replace(best, description=f"{best.description} [grid search {preset or 'custom'}: "
                                    + ", ".join(f"{k}={v}" for k, v in best_values.items()) + "]",
@@ -142,32 +143,33 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
         paths = _write_search(output, trials, best, grid, dict(
             preset=preset, arch=arch_name, folds=folds, epochs=arch_cfg.epochs, nb_train=nb_train,
             seed=seed, data=mnist.source, seconds=seconds))
-    return {"trials": trials, "best": best, "best_values": best_values, "paths": paths, "seconds": seconds}
+    return SearchResult(tuple(trials), best, seconds, paths)
 
 
-def _write_search(output: str, trials: list[dict], best: ArchConfig, grid: dict, info: dict) -> dict:
+def _write_search(output: str, trials: list[Trial], best: ArchConfig, grid: dict, info: dict) -> dict:
     """Writes the three files as one folder swap (other files already in ``output`` are kept)."""
     with runs.staged_folder(output, keep_existing=True) as work:
         _write_files(work, trials, best, grid, info, os.path.join(output, "best_config.json"))
     return {name: os.path.join(output, name) for name in ("trials.csv", "table.md", "best_config.json")}
 
 
-def _write_files(output: str, trials: list[dict], best: ArchConfig, grid: dict, info: dict, best_path: str) -> None:
+def _write_files(output: str, trials: list[Trial], best: ArchConfig, grid: dict, info: dict, best_path: str) -> None:
     paths = {name: os.path.join(output, name) for name in ("trials.csv", "table.md", "best_config.json")}
+    rows = [t.to_row() for t in trials]
     with open(paths["trials.csv"], "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(trials[0]))
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(trials)
+        writer.writerows(rows)
     names = list(grid)
     lines = [f"Grid search {info['preset'] or 'custom'} on {info['arch']}: {len(trials)} grid points x "
              f"{info['folds']}-fold cross-validation on {info['nb_train']} training pairs, "
              f"{info['epochs']} epochs per fold, {info['seconds']:.0f} s; data: {info['data']}.", "",
              "| " + " | ".join(names) + " | CV pair accuracy (%) |",
              "|" + "---|" * (len(names) + 1)]
-    for row in trials:
-        lines.append("| " + " | ".join(str(row[n]) for n in names)
-                     + f" | {100 * row[OBJECTIVE]:.2f} ± {100 * row['val_pair_accuracy_std']:.2f} |")
-    lines += ["", f"Best: {', '.join(f'{n}={trials[0][n]}' for n in names)} -> "
+    for t in trials:
+        lines.append("| " + " | ".join(str(t.values[n]) for n in names)
+                     + f" | {100 * t.val_pair_accuracy:.2f} ± {100 * t.val_pair_accuracy_std:.2f} |")
+    lines += ["", f"Best: {', '.join(f'{n}={trials[0].values[n]}' for n in names)} -> "
               f"`python train.py --config {best_path}`"]
     with open(paths["table.md"], "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -30,6 +30,7 @@ from . import machine
 from .architectures import get_arch
 from .errors import UserError
 from .metrics import summarise
+from .results import Round, RoundsSummary, SpeedResult, SpeedRow, Summary
 
 # The reports' tables: (title, [(arch, row label in the report)]).
 REPORT_TABLES = (
@@ -46,11 +47,11 @@ REPORT_TABLES = (
 )
 
 
-def pct(summary: dict | None) -> str:
+def pct(summary: Summary | None) -> str:
     """mean ± std of a summary of fractions, in percent."""
-    if not summary:
+    if summary is None:
         return "–"
-    return f"{100 * summary['mean']:.2f} ± {100 * summary['std']:.2f}"
+    return f"{100 * summary.mean:.2f} ± {100 * summary.std:.2f}"
 
 
 def reference(ref) -> str:
@@ -63,8 +64,11 @@ def reference(ref) -> str:
 
 def markdown_table(doc: dict) -> str:
     """The results table, then one table per report table with the report's figures beside ours,
-    then the comparator agreement and, for models with test-time views, the same weights without."""
+    then the comparator agreement, the teachers of students and, in results written when every
+    round also scored models with test-time views without them, that comparison."""
     archs, settings = doc["archs"], doc["settings"]
+    summaries = {a: RoundsSummary.from_dict(res["test"]) for a, res in archs.items()}
+    rounds = {a: [Round.from_dict(r) for r in res["rounds"]] for a, res in archs.items()}
     held_out = settings["val_fraction"]
     lines = [f"Test accuracy (%) over {settings['rounds']} round(s), mean ± std (sample std); "
              f"data: {doc['data']['source']}; {settings['nb_train']} training pairs, "
@@ -75,15 +79,15 @@ def markdown_table(doc: dict) -> str:
              "| arch | report | pair accuracy | report's figure | digit accuracy | params | s/round | epochs |",
              "|---|---|---|---|---|---|---|---|"]
     for name, res in archs.items():
-        t = res["test"]
-        lines.append(f"| {name} | {res['report']} | {pct(t['pair_accuracy'])} | {reference(res['reference'])} "
-                     f"| {pct(t.get('digit_accuracy'))} | {res['params']:,} "
-                     f"| {t['seconds_per_round']['mean']:.1f} | {t['epochs_run']['mean']:.1f} |")
+        t = summaries[name]
+        lines.append(f"| {name} | {res['report']} | {pct(t.pair_accuracy)} | {reference(res['reference'])} "
+                     f"| {pct(t.digit_accuracy)} | {res['params']:,} "
+                     f"| {t.seconds_per_round.mean:.1f} | {t.epochs_run.mean:.1f} |")
     for title, rows in REPORT_TABLES:
         present = [(a, label) for a, label in rows if a in archs]
         if present:
             lines += ["", f"**{title}**", "", "| report row | arch | report (%) | ours (%) |", "|---|---|---|---|"]
-            lines += [f"| {label} | {a} | {reference(archs[a]['reference'])} | {pct(archs[a]['test']['pair_accuracy'])} |"
+            lines += [f"| {label} | {a} | {reference(archs[a]['reference'])} | {pct(summaries[a].pair_accuracy)} |"
                       for a, label in present]
     comparators = {a: res["comparator"] for a, res in archs.items() if res.get("comparator")}
     if comparators:
@@ -91,28 +95,28 @@ def markdown_table(doc: dict) -> str:
                   "the trained pair head agrees with the ideal i <= j, mean ± std over rounds", "",
                   "| arch | agreement (%) |", "|---|---|"]
         lines += [f"| {a} | {pct(summarise([c['agreement'] for c in comps]))} |" for a, comps in comparators.items()]
-    with_views = [a for a, res in archs.items() if "without_views" in res["test"]]
+    with_views = [a for a, t in summaries.items() if t.without_views is not None]
     if with_views:
         lines += ["", "**Test-time views**: the same trained weights with and without them", "",
                   "| arch | views | pair accuracy, P(a<=b) | pair accuracy, arg-max | digit accuracy |",
                   "|---|---|---|---|---|"]
         for a in with_views:
-            t = archs[a]["test"]
-            plain = t["without_views"]
+            t = summaries[a]
+            plain = t.without_views
             lines.append(f"| {a} | without | {pct(plain['pair_accuracy'])} | {pct(plain.get('pair_argmax_accuracy'))} "
                          f"| {pct(plain.get('digit_accuracy'))} |")
-            lines.append(f"| {a} | with | {pct(t['pair_accuracy'])} | {pct(t.get('pair_argmax_accuracy'))} "
-                         f"| {pct(t.get('digit_accuracy'))} |")
-    students = {a: res for a, res in archs.items() if res["rounds"] and "teacher" in res["rounds"][0]}
+            lines.append(f"| {a} | with | {pct(t.pair_accuracy)} | {pct(t.pair_argmax_accuracy)} "
+                         f"| {pct(t.digit_accuracy)} |")
+    students = {a: rs for a, rs in rounds.items() if rs and rs[0].teacher is not None}
     if students:
         lines += ["", "**Distillation**: each round trains the teacher first, on the same pairs with the same "
                   "seed; s/round above counts both", "",
                   "| student | teacher | teacher's pair accuracy | student's pair accuracy | teacher s/round |",
                   "|---|---|---|---|---|"]
-        for a, res in students.items():
-            teachers = [r["teacher"] for r in res["rounds"]]
-            lines.append(f"| {a} | {teachers[0]['arch']} | {pct(summarise([t['test']['pair_accuracy'] for t in teachers]))} "
-                         f"| {pct(res['test']['pair_accuracy'])} | {np.mean([t['seconds'] for t in teachers]):.1f} |")
+        for a, rs in students.items():
+            teachers = [r.teacher for r in rs]
+            lines.append(f"| {a} | {teachers[0].arch} | {pct(summarise([t.test.pair_accuracy for t in teachers]))} "
+                         f"| {pct(summaries[a].pair_accuracy)} | {np.mean([t.seconds for t in teachers]):.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -160,11 +164,11 @@ def readme_rows(results_dir: str, seconds_from: str | None = None) -> list[str]:
     return rows
 
 
-def cost_cells(row: dict, ref: dict) -> tuple[str, str]:
+def cost_cells(row: SpeedRow, ref: SpeedRow) -> tuple[str, str]:
     """A timed model's multiply-adds per pair and int8 pairs/s, each with its ratio to ``ref``'s
     (rows of ``python -m keras_pairs speed``): the cells its speed table and the deployment table share."""
-    return (f"{row['multiply_adds'] / 1e6:.2f} M (1/{ref['multiply_adds'] / row['multiply_adds']:.1f})",
-            f"{row['pairs_per_s']:,.0f} (x{row['pairs_per_s'] / ref['pairs_per_s']:.1f})")
+    return (f"{row.multiply_adds / 1e6:.2f} M (1/{ref.multiply_adds / row.multiply_adds:.1f})",
+            f"{row.pairs_per_s:,.0f} (x{row.pairs_per_s / ref.pairs_per_s:.1f})")
 
 
 def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
@@ -176,7 +180,7 @@ def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
     if not os.path.isfile(path):
         raise UserError(f"{path} not found: run `python -m keras_pairs speed ARCH ... --output {speed_dir}` first")
     with open(path) as f:
-        speed = json.load(f)
+        speed = SpeedResult.from_dict(json.load(f))
     rounds_of = {}
     for results_dir in results_dirs:
         for name, rounds in read_rounds(results_dir).items():
@@ -184,20 +188,20 @@ def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
             if "teacher_test_pair_accuracy" in rounds[0]:  # the teacher, trained in the same rounds
                 rounds_of.setdefault(get_arch(name).teacher, (results_dir, [
                     {"test_pair_accuracy": r["teacher_test_pair_accuracy"]} for r in rounds]))
-    ref, quiet = speed["rows"][-1], machine.quotable(speed_dir)
+    ref, quiet = speed.reference, machine.quotable(speed_dir)
     lines = ["| arch | test pair accuracy (%) | rounds | multiply-adds per pair | int8 size (KiB) "
-             f"| pairs/s, batch {speed['batch']}, {speed['threads']} threads | results |",
+             f"| pairs/s, batch {speed.batch}, {speed.threads} threads | results |",
              "|---|---|---:|---:|---:|---:|---|"]
-    for r in speed["rows"]:
-        if r["arch"] not in rounds_of:
-            raise UserError(f"{r['arch']} has no rounds in {', '.join(results_dirs)}: name the results folder "
+    for r in speed.rows:
+        if r.arch not in rounds_of:
+            raise UserError(f"{r.arch} has no rounds in {', '.join(results_dirs)}: name the results folder "
                            "of its test benchmark")
-        results_dir, rounds = rounds_of[r["arch"]]
+        results_dir, rounds = rounds_of[r.arch]
         accuracy = pct(summarise([x["test_pair_accuracy"] for x in rounds]))
         multiply_adds, pairs_per_s = cost_cells(r, ref)
         if not quiet:
             pairs_per_s = "–"
-        lines.append(f"| {r['arch']} | {accuracy} | {len(rounds)} | {multiply_adds} | {r['int8_bytes'] / 1024:.1f} "
+        lines.append(f"| {r.arch} | {accuracy} | {len(rounds)} | {multiply_adds} | {r.int8_bytes / 1024:.1f} "
                      f"| {pairs_per_s} | `{results_dir}`, `{speed_dir}` |")
     return lines
 

@@ -10,6 +10,7 @@ and re-initialised per round (``RoundModel``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -26,6 +27,7 @@ from .distillation import SoftTargetTrainer
 from .metrics import history_rows, score_outputs, summarise_rounds
 from .models import averaged_output, build_model, loss_weights
 from .pipeline import fit_inputs
+from .results import Normalisation, Round, RunResult, TeacherResult
 from .views import has_inference_model, inference_model
 
 log = logging.getLogger(__name__)
@@ -103,13 +105,17 @@ class RoundModel:
     strategy builds in its own scope: those are rebuilt every round.
 
     An architecture with soft targets (a teacher, or mixup) is fitted through a
-    ``SoftTargetTrainer`` around its model (``fit_model``); its teacher has a RoundModel of its own.
+    ``SoftTargetTrainer`` around its model (``fit_model``); its teacher has a RoundModel of its own,
+    or the one given as ``teacher`` (students that share a teacher, trained once by the caller).
     """
 
-    def __init__(self, arch: ArchConfig, reuse: bool = True, strategy: tf.distribute.Strategy | None = None):
+    def __init__(self, arch: ArchConfig, reuse: bool = True, strategy: tf.distribute.Strategy | None = None,
+                 teacher: "RoundModel | None" = None):
         self.arch, self.strategy = arch, strategy
         self.reuse = reuse and not arch.encoder.augment and strategy is None and not arch.soft_targets
-        self.teacher = RoundModel(teacher_of(arch), reuse, strategy) if arch.teacher else None
+        if teacher is not None and (arch.teacher is None or teacher.arch.name != arch.teacher):
+            raise ValueError(f"{arch.name}: its teacher is {arch.teacher}, not {teacher.arch.name}")
+        self.teacher = teacher or (RoundModel(teacher_of(arch), reuse, strategy) if arch.teacher else None)
         self.model: keras.Model | None = None
         self.fit_model: keras.Model | None = None  # what ``fit`` trains: the model, or its trainer
         self._steps = None
@@ -200,8 +206,29 @@ def early_stopping(model: keras.Model, patience: int) -> keras.callbacks.EarlySt
 
 
 def train_round(round_model: RoundModel, data: RoundData, seed: int, callbacks=(),
-                patience: int | None = None, verbose: int = 0, teacher_trained: bool = False) -> tuple[dict, dict]:
-    """Trains one round and scores it once on ``data.test``.
+                patience: int | None = None, verbose: int = 0) -> tuple[Round, dict]:
+    """Trains one round and scores it once on ``data.test``: the teacher first, if the
+    architecture has one (on the same pairs with the same seed), then ``fit_round``.
+
+    Args and returns: as ``fit_round``; a student's round records its teacher's scores and
+    counts its teacher's seconds.
+    """
+    teacher = None
+    if round_model.teacher is not None:
+        log.info("  teacher %s:", round_model.teacher.arch.name)
+        teacher, _ = train_round(round_model.teacher, data, seed, patience=patience, verbose=verbose)
+        log.info("  teacher: test pair accuracy %.4f (%.1f s); the student %s:",
+                 teacher.test.pair_accuracy, teacher.seconds, round_model.arch.name)
+    return fit_round(round_model, data, seed, callbacks, patience, verbose, teacher)
+
+
+def fit_round(round_model: RoundModel, data: RoundData, seed: int, callbacks=(),
+              patience: int | None = None, verbose: int = 0, teacher: Round | None = None) -> tuple[Round, dict]:
+    """Fits ``round_model`` for one round and scores it once on ``data.test``.
+
+    A student's teacher (``round_model.teacher``) must have been trained on this round already:
+    ``train_round`` does it first; a study may train one teacher and fit several students that
+    share it.
 
     Args:
       round_model: the architecture's RoundModel (initialised here with ``seed``).
@@ -211,23 +238,14 @@ def train_round(round_model: RoundModel, data: RoundData, seed: int, callbacks=(
         the model (checkpoints monitor its output names).
       patience: early stopping on the validation pair accuracy (None = every epoch).
       verbose: Keras' fit verbosity; 0 prints a line per epoch only for long rounds.
-      teacher_trained: ``round_model.teacher`` was trained on this round already (a study that
-        distils several students from one teacher); by default it is trained here first.
+      teacher: the teacher's own round, recorded with the student's (its seconds are added).
 
     Returns:
-      (row, outputs): the round's record (seed, seconds, epochs run, normalisation, per-epoch
-      history, test and validation metrics, for architectures with test-time views the same
-      weights scored without them, and for a student its teacher's seconds and scores) and the
-      inference model's outputs on ``data.test``.
+      (round, outputs): the round's record (``results.Round``) and the inference model's outputs
+      on ``data.test``.
     """
     arch = round_model.arch
     start = time.perf_counter()
-    teacher = None
-    if round_model.teacher is not None and not teacher_trained:  # first, on the same pairs and seed
-        log.info("  teacher %s:", round_model.teacher.arch.name)
-        teacher, _ = train_round(round_model.teacher, data, seed, patience=patience, verbose=verbose)
-        log.info("  teacher: test pair accuracy %.4f (%.1f s); the student %s:",
-                 teacher["test"]["pair_accuracy"], teacher["seconds"], arch.name)
     fit_model = round_model.initialise(seed, data.background, len(data.fit))
     model = round_model.model
     callbacks = list(callbacks(model) if callable(callbacks) else callbacks)
@@ -237,29 +255,25 @@ def train_round(round_model: RoundModel, data: RoundData, seed: int, callbacks=(
         callbacks.append(EpochProgress())
     history = fit_model.fit(epochs=arch.epochs, callbacks=callbacks, verbose=verbose,
                             **fit_inputs(model, arch, data.fit, data.val, seed))
-    row = {"seed": seed, "seconds": time.perf_counter() - start, "epochs_run": len(history.epoch),
-           "normalisation": {"mean": data.mean, "std": data.std},
-           "history": history_rows(history.history, len(model.outputs) == 1)}
-    if teacher is not None:
-        row["teacher"] = {"arch": round_model.teacher.arch.name, "seconds": teacher["seconds"],
-                          **{k: teacher[k] for k in ("test", "validation") if k in teacher}}
-    if arch.test_time_views:  # the same weights without the views: their exact ablation
-        row["test_without_views"] = score_outputs(round_model.predict(data.test.images), data.test)
     round_model.finish_training(data.background)
     outputs = round_model.predict(data.test.images)
-    row["test"] = score_outputs(outputs, data.test)
-    if data.val is not None:
-        row["validation"] = score_outputs(round_model.predict(data.val.images), data.val)
-    return row, outputs
+    test = score_outputs(outputs, data.test)
+    validation = score_outputs(round_model.predict(data.val.images), data.val) if data.val is not None else None
+    seconds = time.perf_counter() - start + (teacher.seconds if teacher is not None else 0.0)
+    return Round(seed=seed, seconds=seconds, epochs_run=len(history.epoch), test=test, validation=validation,
+                 normalisation=Normalisation(data.mean, data.std),
+                 teacher=(TeacherResult(round_model.teacher.arch.name, teacher.seconds, teacher.test,
+                                        teacher.validation) if teacher is not None else None),
+                 history=tuple(history_rows(history.history, len(model.outputs) == 1))), outputs
 
 
 # --- a run of several rounds -------------------------------------------------------------------
 
 
-def train_and_evaluate(cfg: TrainConfig, mnist: Mnist | None = None) -> dict:
+def train_and_evaluate(cfg: TrainConfig, mnist: Mnist | None = None) -> RunResult:
     """Trains ``cfg.rounds`` rounds of ``cfg.arch`` and writes the run folder (``runs.py``).
 
-    Returns the metrics written to metrics.json, plus "run_dir" when the folder was written.
+    Returns the run's result (metrics.json), with ``run_dir`` when the folder was written.
     """
     cfg = cfg.validate()
     arch = cfg.arch
@@ -279,21 +293,19 @@ def train_and_evaluate(cfg: TrainConfig, mnist: Mnist | None = None) -> dict:
         for r in range(cfg.rounds):
             seed = cfg.seed + r
             data = prepare_round(mnist, cfg.nb_train, cfg.nb_test, cfg.val_fraction, seed)
-            row, _ = train_round(round_model, data, seed, _run_callbacks(cfg, work, r, data),
-                                 cfg.patience, cfg.verbose)
-            rounds.append({"round": r, **row})
+            done, _ = train_round(round_model, data, seed, _run_callbacks(cfg, work, r, data),
+                                  cfg.patience, cfg.verbose)
+            rounds.append(dataclasses.replace(done, index=r))
             if work:
                 round_model.inference.save(os.path.join(work, f"round_{r:02d}.keras"))
-            test = row["test"]
+            test = done.test
             log.info("round %d/%d: test pair accuracy %.4f%s (%.1f s)", r + 1, cfg.rounds,
-                     test["pair_accuracy"], f", digit accuracy {test['digit_accuracy']:.4f}"
-                     if "digit_accuracy" in test else "", row["seconds"])
+                     test.pair_accuracy, f", digit accuracy {test.digit_accuracy:.4f}"
+                     if test.digit_accuracy is not None else "", done.seconds)
         result = _run_result(cfg, rounds, mnist, devices)
         if work:
-            _write_run(work, cfg, rounds, result, mnist)
-    if cfg.save:
-        result["run_dir"] = final_dir
-    return result
+            _write_run(work, cfg, result)
+    return dataclasses.replace(result, run_dir=final_dir) if cfg.save else result
 
 
 def _run_callbacks(cfg: TrainConfig, work: str | None, r: int, data: RoundData):
@@ -316,21 +328,19 @@ def _run_callbacks(cfg: TrainConfig, work: str | None, r: int, data: RoundData):
     return make
 
 
-def _run_result(cfg: TrainConfig, rounds: list[dict], mnist: Mnist, devices: dict) -> dict:
+def _run_result(cfg: TrainConfig, rounds: list[Round], mnist: Mnist, devices: dict) -> RunResult:
     # The saved model is the round with the best VALIDATION pair accuracy (ties: the earliest).
     selected = max(range(len(rounds)),
-                   key=lambda i: (rounds[i].get("validation", {}).get("pair_accuracy", 0.0), -i))
-    return {"arch": cfg.arch.name, "data": mnist.describe(), "device": devices, "seed": cfg.seed,
-            "rounds": [{k: v for k, v in r.items() if k != "history"} for r in rounds],
-            "test": summarise_rounds(rounds), "selected_round": selected,
-            "selected_by": "validation pair accuracy" if cfg.val_fraction else "first round",
-            "histories": [r["history"] for r in rounds]}
+                   key=lambda i: (rounds[i].validation.pair_accuracy if rounds[i].validation else 0.0, -i))
+    return RunResult(arch=cfg.arch.name, data=mnist.describe(), device=devices, seed=cfg.seed,
+                     rounds=tuple(rounds), test=summarise_rounds(rounds), selected_round=selected,
+                     selected_by="validation pair accuracy" if cfg.val_fraction else "first round")
 
 
-def _write_run(work: str, cfg: TrainConfig, rounds: list[dict], result: dict, mnist: Mnist) -> None:
-    sel = result["selected_round"]
+def _write_run(work: str, cfg: TrainConfig, result: RunResult) -> None:
+    sel = result.selected_round
     os.replace(os.path.join(work, f"round_{sel:02d}.keras"), os.path.join(work, "model.keras"))
-    for r in range(len(rounds)):
+    for r in range(len(result.rounds)):
         path = os.path.join(work, f"round_{r:02d}.keras")
         if os.path.exists(path):
             os.remove(path)
@@ -339,9 +349,9 @@ def _write_run(work: str, cfg: TrainConfig, rounds: list[dict], result: dict, mn
         outputs["pair_argmax"] = "N x 2 one-hot of argmax(digit_a) <= argmax(digit_b)"
     if cfg.arch.predicts_digits:
         outputs["digit_a"] = outputs["digit_b"] = "N x 10 digit probabilities"
-    config = {"train": cfg.to_dict(), "data": mnist.describe(),
-              "normalisation": rounds[sel]["normalisation"], "selected_round": sel,
-              "seed": rounds[sel]["seed"], "input": "pairs: N x 14 x 14 x 2 float32, (x - mean) / std",
+    config = {"train": cfg.to_dict(), "data": result.data,
+              "normalisation": result.selected.normalisation.to_dict(), "selected_round": sel,
+              "seed": result.selected.seed, "input": "pairs: N x 14 x 14 x 2 float32, (x - mean) / std",
               "outputs": outputs}
     runs.write_json(os.path.join(work, "config.json"), config)
-    runs.write_json(os.path.join(work, "metrics.json"), {k: v for k, v in result.items() if k != "histories"})
+    runs.write_json(os.path.join(work, "metrics.json"), result.to_dict())

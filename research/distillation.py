@@ -96,10 +96,12 @@ def main(argv=None) -> int:
 
         import tensorflow as tf
 
+        from common import development_round
+
         from keras_pairs.architectures import get_arch
-        from keras_pairs.data import development_round, load_mnist
+        from keras_pairs.data import load_mnist
         from keras_pairs.metrics import score_outputs
-        from keras_pairs.training import RoundModel, train_round
+        from keras_pairs.training import RoundModel, fit_round, train_round
 
         tf.config.experimental.enable_op_determinism()
         mnist = load_mnist("auto")
@@ -113,33 +115,33 @@ def main(argv=None) -> int:
                 writer.writeheader()
             for seed in args.seeds:
                 data, dev = development_round(mnist, 1000, 0.1, seed, args.dev_pairs)
-                trained = [("teacher " + teacher.arch.name, teacher, False)]
+                # The teacher is trained once (train_round); every student is fitted after it
+                # (fit_round), the distilled ones on that same trained teacher.
+                trained = [("teacher " + teacher.arch.name, teacher, train_round)]
                 for name in args.variants:
                     distil, mixup, epochs = VARIANTS[name]
                     arch = replace(student, name=f"{student.name}-{name.replace(' + ', '-').replace(' ', '-')}",
                                    mixup=mixup, epochs=epochs or student.epochs,
                                    teacher=student.teacher if distil else None)
-                    model = RoundModel(arch)
-                    model.teacher = teacher if distil else None
-                    trained.append((name, model, True))
+                    trained.append((name, RoundModel(arch, teacher=teacher if distil else None), fit_round))
                 teacher_pair = None
-                for name, model, after_teacher in trained:
-                    row, _ = train_round(model, data, seed, teacher_trained=after_teacher)
+                for name, model, train in trained:
+                    done, _ = train(model, data, seed)
                     outputs = model.predict(dev.images)
                     scores = score_outputs(outputs, dev)
                     decision = outputs["pair"].argmax(-1)
                     if teacher_pair is None:
                         teacher_pair = decision
                     writer.writerow({"variant": name, "seed": seed, "epochs": model.arch.epochs,
-                                     "seconds": round(row["seconds"], 1),
-                                     "dev_pair_accuracy": scores["pair_accuracy"],
-                                     "dev_digit_accuracy": scores["digit_accuracy"],
+                                     "seconds": round(done.seconds, 1),
+                                     "dev_pair_accuracy": scores.pair_accuracy,
+                                     "dev_digit_accuracy": scores.digit_accuracy,
                                      "dev_agreement": round(float(np.mean(decision == teacher_pair)), 5),
-                                     "val_pair_accuracy": row["test"]["pair_accuracy"]})
+                                     "val_pair_accuracy": done.test.pair_accuracy})
                     out.flush()
-                    print(f"seed {seed} {name:<40} dev pairs {100 * scores['pair_accuracy']:.2f} %, digits "
-                          f"{100 * scores['digit_accuracy']:.2f} %, agreement "
-                          f"{100 * np.mean(decision == teacher_pair):.2f} % ({row['seconds']:.0f} s)", flush=True)
+                    print(f"seed {seed} {name:<40} dev pairs {100 * scores.pair_accuracy:.2f} %, digits "
+                          f"{100 * scores.digit_accuracy:.2f} %, agreement "
+                          f"{100 * np.mean(decision == teacher_pair):.2f} % ({done.seconds:.0f} s)", flush=True)
         rows = read_rows(args.output)
         if any(r["variant"] == args.reference for r in rows):
             print("\n" + paired_table(rows, args.reference))

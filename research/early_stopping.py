@@ -33,8 +33,10 @@ def main(argv=None) -> int:
     def study():
         import tensorflow as tf
 
+        from common import development_round
+
         from keras_pairs.architectures import get_arch, resolve_archs
-        from keras_pairs.data import development_round, load_mnist
+        from keras_pairs.data import load_mnist
         from keras_pairs.metrics import score_outputs
         from keras_pairs.training import RoundModel, train_round
 
@@ -51,20 +53,20 @@ def main(argv=None) -> int:
                 data, dev = development_round(mnist, 1000, 0.1, seed, args.dev_pairs)
                 for setting, round_model in models.items():
                     patience = None if setting == "every epoch" else args.patience
-                    row, _ = train_round(round_model, data, seed, patience=patience)
+                    done, _ = train_round(round_model, data, seed, patience=patience)
                     scores = score_outputs(round_model.predict(dev.images), dev)
                     rows.append({"arch": name, "round": r, "seed": seed, "setting": setting,
-                                 "epochs_run": row["epochs_run"],
-                                 "dev_pair_accuracy": scores["pair_accuracy"],
-                                 "dev_digit_accuracy": scores.get("digit_accuracy", ""),
-                                 "val_pair_accuracy": row["validation"]["pair_accuracy"]})
+                                 "epochs_run": done.epochs_run,
+                                 "dev_pair_accuracy": scores.pair_accuracy,
+                                 "dev_digit_accuracy": "" if scores.digit_accuracy is None else scores.digit_accuracy,
+                                 "val_pair_accuracy": done.validation.pair_accuracy})
                     if writer is None:
                         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
                         writer.writeheader()
                     writer.writerow(rows[-1])
                     out.flush()
-                    print(f"{name:<10} seed {seed} {setting:<12} epochs {row['epochs_run']:>2} "
-                          f"dev pairs {100 * scores['pair_accuracy']:.2f} %", flush=True)
+                    print(f"{name:<10} seed {seed} {setting:<12} epochs {done.epochs_run:>2} "
+                          f"dev pairs {100 * scores.pair_accuracy:.2f} %", flush=True)
         out.close()
         print(f"\n| arch | every epoch (%) | patience {args.patience} (%) | epochs run with early stopping |")
         print("|---|---|---|---|")

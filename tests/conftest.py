@@ -95,8 +95,9 @@ def cli_run(tmp_path_factory) -> CliRun:
 
 
 @pytest.fixture(scope="session")
-def exported(cli_run, tmp_path_factory) -> dict:
+def exported(cli_run, tmp_path_factory):
     """The shared run exported once (FAST_MODES): ``export_run``'s result, read back from JSON."""
+    from keras_pairs.results import ExportResult
 
     def make(folder):
         from keras_pairs import runs
@@ -104,10 +105,10 @@ def exported(cli_run, tmp_path_factory) -> dict:
 
         result = export_run(ExportConfig(models_dir=cli_run.models_dir, tflite=True, modes=FAST_MODES,
                                          calibration_pairs=50, latency_pairs=5))
-        runs.write_json(os.path.join(folder, "result.json"), result)
+        runs.write_json(os.path.join(folder, "result.json"), result.to_dict())
 
     with open(os.path.join(shared_once(tmp_path_factory, "exported", make), "result.json")) as f:
-        return json.load(f)
+        return ExportResult.from_dict(json.load(f))
 
 
 def run_main(script: str, *args: str) -> tuple[int, str, str]:

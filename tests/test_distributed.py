@@ -189,7 +189,7 @@ def test_grid_search_on_dask_workers_equals_the_serial_search(tmp_path, mnist, w
 
     serial = grid_search(**TINY_GRID, output=str(tmp_path / "serial"), mnist=mnist, progress=False)
     dask = grid_search(**TINY_GRID, output=str(tmp_path / "dask"), mnist=mnist, cluster=workers, progress=False)
-    assert dask["trials"] == serial["trials"] and len(dask["trials"]) == 2
+    assert dask.trials == serial.trials and len(dask.trials) == 2
     with open(tmp_path / "dask" / "trials.csv") as f:
         assert len(list(csv.DictReader(f))) == 2
 

@@ -56,7 +56,7 @@ def trained(cli_run):
 @pytest.fixture(scope="session")
 def reference(exported, mnist):
     """(the run's RunPairs, the Keras model's outputs on its test pairs) of the exported run."""
-    run = runs.load_run(exported["run_dir"])
+    run = runs.load_run(exported.run_dir)
     pairs = runs.run_pairs(run, mnist)
     return pairs, keras_reference(runs.load_model(run.model_path), pairs.test, *run.normalisation)
 
@@ -78,15 +78,15 @@ def pngs(tmp_path_factory, mnist):
 
 
 def test_export_writes_every_artifact_and_its_table(exported):
-    assert exported["arch"] == "v5"
-    assert "validation" in exported["selected_because"]
-    assert [r["mode"] for r in exported["rows"]] == ["keras", "saved_model", *FAST_MODES, "web"]
-    folder = exported["export_dir"]
+    assert exported.arch == "v5"
+    assert "validation" in exported.selected_because
+    assert [r["mode"] for r in exported.rows] == ["keras", "saved_model", *FAST_MODES, "web"]
+    folder = exported.export_dir
     names = set(os.listdir(folder))
     assert {"saved_model", "export.json", "export_table.md"} <= names
     assert {f"v5_{m}.tflite" for m in (*FAST_MODES, "web")} <= names
     assert not any(n.startswith("_") for n in names), "scratch files must not be installed"
-    assert not [n for n in os.listdir(exported["run_dir"]) if ".tmp-" in n]
+    assert not [n for n in os.listdir(exported.run_dir) if ".tmp-" in n]
     table = open(os.path.join(folder, "export_table.md")).read()
     assert "| int8 |" in table and "latency per pair" in table
 
@@ -113,7 +113,7 @@ def test_the_web_file_takes_one_pair_per_call_and_matches_keras(exported, refere
     from ai_edge_litert.interpreter import Interpreter
 
     pairs, ref = reference
-    path = os.path.join(exported["export_dir"], "v5_web.tflite")
+    path = os.path.join(exported.export_dir, "v5_web.tflite")
     runner = Interpreter(model_path=path).get_signature_runner("serving_default")
     assert {k: tuple(v["shape"]) for k, v in runner.get_input_details().items()} == {
         "digit_a": (1, 28, 28), "digit_b": (1, 28, 28)}
@@ -122,15 +122,15 @@ def test_the_web_file_takes_one_pair_per_call_and_matches_keras(exported, refere
         out = runner(digit_a=a[i:i + 1], digit_b=b[i:i + 1])
         assert abs(float(out["prob_a_le_b"][0]) - ref["prob_a_le_b"][i]) <= TOLERANCE["web"]
         assert int(out["a_le_b"][0]) == ref["a_le_b"][i]
-    row = next(r for r in exported["rows"] if r["mode"] == "web")
+    row = next(r for r in exported.rows if r["mode"] == "web")
     assert row["max_deviation"] <= TOLERANCE["web"]
 
 
 @pytest.mark.parametrize("mode", FAST_MODES)
 def test_every_tflite_mode_runs_and_matches_keras(exported, reference, mode):
     pairs, ref = reference
-    acc = check_tflite_mode(os.path.join(exported["export_dir"], f"v5_{mode}.tflite"), mode, pairs, ref)
-    row = next(r for r in exported["rows"] if r["mode"] == mode)
+    acc = check_tflite_mode(os.path.join(exported.export_dir, f"v5_{mode}.tflite"), mode, pairs, ref)
+    row = next(r for r in exported.rows if r["mode"] == mode)
     assert row["pair_accuracy"] == pytest.approx(acc)
 
 
@@ -140,8 +140,8 @@ def test_quantization_aware_int8_in_its_child_process(trained, mnist, reference,
     shutil.copytree(os.path.join(trained, "v5"), run_dir)
     result = export_run(ExportConfig(run_dir=run_dir, tflite=True, modes=("qat-int8",), qat_epochs=1,
                                      calibration_pairs=50, latency_pairs=2), mnist)
-    assert [r["mode"] for r in result["rows"]] == ["keras", "saved_model", "qat-int8", "web"]
-    assert result["qat"]["epochs"] == 1
+    assert [r["mode"] for r in result.rows] == ["keras", "saved_model", "qat-int8", "web"]
+    assert result.qat["epochs"] == 1
     pairs, ref = reference
     check_tflite_mode(os.path.join(run_dir, "export", "v5_qat-int8.tflite"), "qat-int8", pairs, ref)
 
@@ -150,7 +150,7 @@ def test_int8_io_gives_quantized_outputs(exported, reference):
     from ai_edge_litert.interpreter import Interpreter
 
     pairs, ref = reference
-    data = convert_tflite(os.path.join(exported["export_dir"], "saved_model"), "int8",
+    data = convert_tflite(os.path.join(exported.export_dir, "saved_model"), "int8",
                           representative_images(*pairs.fit_digits, 30), int8_io="uint8")
     runner = Interpreter(model_content=data).get_signature_runner("serving_default")
     assert runner.get_input_details()["digit_a"]["dtype"] == np.uint8
@@ -163,7 +163,7 @@ def test_int8_io_gives_quantized_outputs(exported, reference):
 def test_unknown_mode_lists_the_valid_ones(exported):
     assert TFLITE_MODES == ("float32", "float16", "dynamic", "int8", "qat-int8")
     with pytest.raises(ValueError, match="valid modes: float32, float16, dynamic, int8, qat-int8"):
-        convert_tflite(os.path.join(exported["export_dir"], "saved_model"), "int4")
+        convert_tflite(os.path.join(exported.export_dir, "saved_model"), "int4")
     with pytest.raises(ValueError, match="unknown TFLite mode 'fp8'"):
         ExportConfig(modes=("float32", "fp8")).validate()
 
@@ -176,7 +176,7 @@ def test_saved_model_signatures(exported, reference):
 
     pairs, ref = reference
     test_a, test_b = pairs.test_digits
-    loaded = tf.saved_model.load(os.path.join(exported["export_dir"], "saved_model"))
+    loaded = tf.saved_model.load(os.path.join(exported.export_dir, "saved_model"))
     assert set(loaded.signatures) == {"serving_default", "serve_pairs"}
     images = loaded.signatures["serving_default"]
     specs = images.structured_input_signature[1]
@@ -188,8 +188,8 @@ def test_saved_model_signatures(exported, reference):
     assert {k: v.dtype for k, v in out.items()} == {
         "prob_a_le_b": tf.float32, "a_le_b": tf.int32, "digit_a_probs": tf.float32, "digit_b_probs": tf.float32}
     np.testing.assert_allclose(out["prob_a_le_b"].numpy(), ref["prob_a_le_b"], atol=1e-4)
-    norm = exported["normalisation"]
-    normalised = pairs.test.normalised(norm["mean"], norm["std"]).images
+    norm = exported.normalisation
+    normalised = pairs.test.normalised(norm.mean, norm.std).images
     out2 = loaded.signatures["serve_pairs"](pairs=tf.constant(normalised))
     np.testing.assert_allclose(out2["digit_b_probs"].numpy(), ref["digit_b_probs"], atol=1e-4)
     np.testing.assert_array_equal(out2["a_le_b"].numpy(), ref["a_le_b"])
@@ -199,7 +199,7 @@ def test_saved_model_rejects_wrong_dtype_and_shape(exported, reference):
     import tensorflow as tf
 
     a, b = reference[0].test_digits
-    images = tf.saved_model.load(os.path.join(exported["export_dir"], "saved_model")).signatures["serving_default"]
+    images = tf.saved_model.load(os.path.join(exported.export_dir, "saved_model")).signatures["serving_default"]
     with pytest.raises((tf.errors.InvalidArgumentError, TypeError, ValueError), match="uint8|dtype"):
         images(digit_a=tf.constant(a.astype(np.float32)), digit_b=tf.constant(b))
     with pytest.raises((tf.errors.InvalidArgumentError, TypeError, ValueError)):
@@ -221,7 +221,7 @@ def _keras_answer(exported, pngs) -> dict:
     digits, 2x2 means, (x - mean) / std."""
     from keras_pairs.images import load_digit
 
-    run = runs.load_run(exported["run_dir"])
+    run = runs.load_run(exported.run_dir)
     mean, std = run.normalisation
     digits = [load_digit(p).astype(np.float64) for p in pngs]
     pooled = [d.reshape(14, 2, 14, 2).mean(axis=(1, 3)) for d in digits]
@@ -235,27 +235,27 @@ def _keras_answer(exported, pngs) -> dict:
 def test_tflite_app_without_tensorflow(exported, pngs, tmp_path):
     expected = _keras_answer(exported, pngs)
     got = _app(tmp_path, "tensorflow,keras,tf_keras,keras_pairs", "predict_tflite.py",
-               os.path.join(exported["export_dir"], "v5_float32.tflite"), *pngs)
+               os.path.join(exported.export_dir, "v5_float32.tflite"), *pngs)
     assert got["a_le_b"] == expected["a_le_b"]
     assert (got["digit_a"], got["digit_b"]) == (expected["digit_a"], expected["digit_b"])
     assert got["prob_a_le_b"] == pytest.approx(expected["prob_a_le_b"], abs=1e-4)
     got8 = _app(tmp_path, "tensorflow,keras,tf_keras,keras_pairs", "predict_tflite.py",
-                os.path.join(exported["export_dir"], "v5_int8.tflite"), *pngs)
+                os.path.join(exported.export_dir, "v5_int8.tflite"), *pngs)
     assert got8["prob_a_le_b"] == pytest.approx(expected["prob_a_le_b"], abs=0.3)
 
 
 def test_saved_model_app_without_our_package(exported, pngs, tmp_path):
     expected = _keras_answer(exported, pngs)
     got = _app(tmp_path, "keras_pairs", "predict_savedmodel.py",
-               os.path.join(exported["export_dir"], "saved_model"), *pngs)
+               os.path.join(exported.export_dir, "saved_model"), *pngs)
     assert got == pytest.approx(expected, abs=1e-4)
 
 
 def test_predict_cli_from_keras_model(exported, pngs):
-    code, out, err = run_main("predict.py", *pngs, "--run", exported["run_dir"], "--json")
+    code, out, err = run_main("predict.py", *pngs, "--run", exported.run_dir, "--json")
     assert code == 0, err[-3000:]
     got = json.loads(out.strip().splitlines()[-1])
-    assert got.pop("run") == exported["run_dir"]
+    assert got.pop("run") == exported.run_dir
     assert got == pytest.approx(_keras_answer(exported, pngs), abs=1e-5)
 
 
@@ -296,7 +296,7 @@ def test_no_trained_model_says_what_to_run(tmp_path):
 
 def _copy_run(exported, tmp_path) -> str:
     run_dir = str(tmp_path / "v5")
-    shutil.copytree(exported["run_dir"], run_dir)
+    shutil.copytree(exported.run_dir, run_dir)
     return run_dir
 
 
@@ -347,8 +347,8 @@ def test_prune_reports_sparsity(exported, tmp_path, mnist):
     run_dir = _copy_run(exported, tmp_path)
     result = export_run(ExportConfig(run_dir=run_dir, prune=True, prune_epochs=2, target_sparsity=0.5,
                                      tflite=True, modes=("float32",), latency_pairs=2), mnist)
-    assert 0.3 <= result["pruning"]["sparsity"] <= 0.6
-    assert result["rows"][0]["file"].endswith("(pruned)")
+    assert 0.3 <= result.pruning["sparsity"] <= 0.6
+    assert result.rows[0]["file"].endswith("(pruned)")
     assert os.path.isfile(os.path.join(run_dir, "export", "v5_float32.tflite"))
 
 
@@ -371,13 +371,13 @@ def test_best_model_exports_with_its_test_time_views(exported_tta, mnist):
 
     from keras_pairs import models, views
 
-    assert exported_tta["arch"] == "siamese-prob-aug-tta-x2"
+    assert exported_tta.arch == "siamese-prob-aug-tta-x2"
     # float32 within tolerance and int8 deciding like Keras on >= 98 % of the pairs were checked by
     # the export (it raises otherwise); QAT's twin holds neither views nor an ensemble, so that mode
     # is skipped, saying why.
-    assert [r["mode"] for r in exported_tta["rows"]] == ["keras", "saved_model", "float32", "int8", "web"]
-    assert any(t.startswith("qat-int8 skipped") for t in exported_tta["notes"])
-    run = runs.load_run(exported_tta["run_dir"])
+    assert [r["mode"] for r in exported_tta.rows] == ["keras", "saved_model", "float32", "int8", "web"]
+    assert any(t.startswith("qat-int8 skipped") for t in exported_tta.notes)
+    run = runs.load_run(exported_tta.run_dir)
     model = runs.load_model(run.model_path)
     mean, std = run.normalisation
     background = -mean / std
@@ -392,5 +392,5 @@ def test_best_model_exports_with_its_test_time_views(exported_tta, mnist):
              for encoder in encoders for m in (views.view_matrix(*v) for v in views.TEST_TIME_VIEWS)]
     expected = np.mean([keras.ops.convert_to_numpy(keras.ops.softmax(v)) for v in views], 0)
     np.testing.assert_allclose(model.predict(x, verbose=0)["digit_a"], expected, atol=1e-5)
-    sm_row = exported_tta["rows"][1]
+    sm_row = exported_tta.rows[1]
     assert sm_row["max_deviation"] < 1e-4

@@ -7,6 +7,7 @@ from keras_pairs.architectures import get_arch
 from keras_pairs.data import PairSet
 from keras_pairs.metrics import comparator_matrix, confusion_matrix, score, summarise
 from keras_pairs.models import build_model
+from keras_pairs.results import Scores
 
 
 def test_score_counts_decisions_and_both_digits():
@@ -14,14 +15,14 @@ def test_score_counts_decisions_and_both_digits():
     pairs = PairSet(np.zeros((4, 14, 14, 2), np.float32), np.array([1, 0, 1, 0]), classes)
     digit_a, digit_b = np.eye(10)[[1, 5, 4, 8]], np.eye(10)[[2, 3, 0, 0]]  # 2 of the 8 digits wrong
     got = score(pairs, np.array([1, 0, 0, 0]), digit_a, digit_b, a_le_b_argmax=np.array([1, 1, 1, 1]))
-    assert got == {"pair_accuracy": 0.75, "pair_argmax_accuracy": 0.5, "digit_accuracy": 0.75}
-    assert score(pairs, np.array([1, 0, 1, 0])) == {"pair_accuracy": 1.0}
+    assert got == Scores(pair_accuracy=0.75, pair_argmax_accuracy=0.5, digit_accuracy=0.75)
+    assert score(pairs, np.array([1, 0, 1, 0])) == Scores(pair_accuracy=1.0)
 
 
 def test_summaries_use_the_sample_std_and_confusion_counts():
     s = summarise([0.9, 1.0])
-    assert s["mean"] == pytest.approx(0.95) and s["std"] == pytest.approx(np.std([0.9, 1.0], ddof=1))
-    assert summarise([0.5])["std"] == 0.0
+    assert s.mean == pytest.approx(0.95) and s.std == pytest.approx(np.std([0.9, 1.0], ddof=1))
+    assert summarise([0.5]).std == 0.0
     m = confusion_matrix(np.array([1, 1, 2]), np.array([1, 2, 2]))
     assert m[1, 1] == 1 and m[1, 2] == 1 and m[2, 2] == 1 and m.sum() == 3
 

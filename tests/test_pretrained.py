@@ -67,7 +67,7 @@ def test_the_shipped_model_reproduces_its_recorded_accuracy(shipped):
     # paths and may flip a pair that sits at P = 0.5, so one pair (0.1 %) of slack, not more.
     assert scores["pair_accuracy"] == pytest.approx(provenance["test_pair_accuracy"], abs=CROSS_CPU_SLACK)
     assert scores["digit_accuracy"] == pytest.approx(provenance["test_digit_accuracy"], abs=CROSS_CPU_SLACK)
-    assert provenance["test_pair_accuracy"] == run.metrics["rounds"][0]["test"]["pair_accuracy"]
+    assert provenance["test_pair_accuracy"] == run.metrics.rounds[0].test.pair_accuracy
 
 
 @pytest.mark.parametrize("mode, batch", [("int8", None), ("web", 1)])

@@ -46,11 +46,11 @@ def test_tiny_grid_search_writes_a_best_config_train_py_reads(mnist, tmp_path):
     out = str(tmp_path / "search")
     result = search.grid_search(arch="v5", grid={"learning_rate": [0.001, 0.01]}, folds=2, epochs=1,
                                 nb_train=40, output=out, mnist=mnist)
-    assert len(result["trials"]) == 2
-    scores = [t["val_pair_accuracy"] for t in result["trials"]]
+    assert len(result.trials) == 2
+    scores = [t.val_pair_accuracy for t in result.trials]
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
-    assert result["best"].learning_rate == result["trials"][0]["learning_rate"]
-    assert result["best"].epochs == get_arch("v5").epochs  # epochs of the search are not the model's
+    assert result.best.learning_rate == result.trials[0].values["learning_rate"] == result.best_values["learning_rate"]
+    assert result.best.epochs == get_arch("v5").epochs  # epochs of the search are not the model's
     assert {"trials.csv", "table.md", "best_config.json"} <= set(os.listdir(out))
     with open(os.path.join(out, "trials.csv")) as f:
         assert len(list(csv.DictReader(f))) == 2

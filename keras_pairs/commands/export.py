@@ -46,14 +46,14 @@ def main(argv=None) -> int:
             modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), int8_io=args.int8_io,
             prune=args.prune, target_sparsity=args.sparsity, qat_epochs=args.qat_epochs,
             prune_epochs=args.prune_epochs))
-        print(f"\nexported {result['run_dir']} ({result['selected_because']})")
-        if "pruning" in result:
-            p = result["pruning"]
+        print(f"\nexported {result.run_dir} ({result.selected_because})")
+        if result.pruning is not None:
+            p = result.pruning
             print(f"pruning: encoder kernel sparsity {100 * p['sparsity']:.1f} % "
                   f"(target {100 * p['target_sparsity']:.0f} %)")
-        print(f"test pairs: {result['test_pairs']}\n\n{result['table']}")
-        print("".join(f"- {note}\n" for note in result["notes"]), end="")
-        print(f"\nartifacts, export.json and export_table.md in {result['export_dir']}")
+        print(f"test pairs: {result.test_pairs}\n\n{result.table}")
+        print("".join(f"- {note}\n" for note in result.notes), end="")
+        print(f"\nartifacts, export.json and export_table.md in {result.export_dir}")
 
     return cli.run(args, export)
 

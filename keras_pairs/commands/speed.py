@@ -30,18 +30,19 @@ def main(argv=None) -> int:
 
     def speed():
         from keras_pairs import machine
-        from keras_pairs.export.speed import compare_exports
+        from keras_pairs.export.speed import compare_exports, format_speed_table
         from keras_pairs.runs import staged_folder, write_json
 
         result = compare_exports(args.archs, args.models_dir, threads=args.threads)
+        table = format_speed_table(result)
         print(f"\nint8 files through ai-edge-litert, side by side; deployment budget "
-              f"{result['budget_multiply_adds'] / 1e6:.2f} M multiply-adds per pair\n\n{result['table']}")
+              f"{result.budget_multiply_adds / 1e6:.2f} M multiply-adds per pair\n\n{table}")
         if args.output:
             with staged_folder(args.output) as work:
-                write_json(f"{work}/speed.json", {k: v for k, v in result.items() if k not in ("table", "machine")})
+                write_json(f"{work}/speed.json", result.to_dict())
                 with open(f"{work}/speed_table.md", "w") as f:
-                    f.write(result["table"])
-                machine.write(work, result["machine"])
+                    f.write(table)
+                machine.write(work, result.machine)
             print(f"figures in {args.output}/speed.json, speed_table.md and machine.json")
 
     return cli.run(args, speed)

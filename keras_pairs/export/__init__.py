@@ -18,6 +18,7 @@ artifact was verified: a failed export leaves the previous artifacts intact.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -27,6 +28,7 @@ from .. import runs
 from ..cost import deploy_budget, multiply_adds_per_pair
 from ..data import Mnist
 from ..errors import UserError
+from ..results import ExportResult, Normalisation
 from . import tfmot
 from .browser import convert_fixed_batch
 from .serving import signature_doc, write_saved_model
@@ -82,9 +84,10 @@ class ExportConfig:
         return self
 
 
-def export_run(cfg: ExportConfig, mnist: Mnist | None = None) -> dict:
-    """Exports one run (see the module doc); returns what export.json holds. ``mnist``: digits
-    already loaded (checked against the run's record like a fresh load)."""
+def export_run(cfg: ExportConfig, mnist: Mnist | None = None) -> ExportResult:
+    """Exports one run (see the module doc); returns what export.json holds, with the folder it
+    was installed in. ``mnist``: digits already loaded (checked against the run's record like a
+    fresh load)."""
     cfg = cfg.validate()
     run, why = runs.resolve_run(cfg.models_dir, cfg.arch, cfg.run_dir)
     log.info("exporting %s: %s", run.path, why)
@@ -96,19 +99,16 @@ def export_run(cfg: ExportConfig, mnist: Mnist | None = None) -> dict:
              len(pairs.fit), len(pairs.test), run.config["seed"])
     with runs.staged_folder(os.path.join(run.path, EXPORT_DIR)) as work:
         result = _export(cfg, run, why, model, arch, mean, std, pairs, work)
-    result["export_dir"] = os.path.join(run.path, EXPORT_DIR)
-    return result
+    return dataclasses.replace(result, export_dir=os.path.join(run.path, EXPORT_DIR))
 
 
-def _export(cfg, run, why, model, arch, mean, std, pairs, work) -> dict:
+def _export(cfg, run, why, model, arch, mean, std, pairs, work) -> ExportResult:
     multiply_adds = multiply_adds_per_pair(arch)
-    result = {"run_dir": run.path, "selected_because": why, "arch": arch.name,
-              "normalisation": {"mean": mean, "std": std}, "test_pairs": len(pairs.test),
-              "multiply_adds_per_pair": multiply_adds, "deployable": multiply_adds <= deploy_budget()}
+    pruning = qat = None
     if cfg.prune:
-        result["pruning"] = tfmot.prune(model, arch, pairs, mean, std, work, cfg.prune_epochs, cfg.target_sparsity)
+        pruning = tfmot.prune(model, arch, pairs, mean, std, work, cfg.prune_epochs, cfg.target_sparsity)
         log.info("pruning: encoder sparsity %.1f %% (target %.0f %%)",
-                 100 * result["pruning"]["sparsity"], 100 * cfg.target_sparsity)
+                 100 * pruning["sparsity"], 100 * cfg.target_sparsity)
     ref = keras_reference(model, pairs.test, mean, std)
     rows = [{"mode": "keras", "file": "model.keras" + (" (pruned)" if cfg.prune else ""),
              "bytes": os.path.getsize(run.model_path), **artifact_scores(ref, pairs.test),
@@ -128,7 +128,7 @@ def _export(cfg, run, why, model, arch, mean, std, pairs, work) -> dict:
                 log.info(skipped[-1])
                 continue
             if mode == "qat-int8":
-                result["qat"] = tfmot.quantization_aware(model, arch, pairs, mean, std, work, cfg.qat_epochs,
+                qat = tfmot.quantization_aware(model, arch, pairs, mean, std, work, cfg.qat_epochs,
                                                          cfg.calibration_pairs, cfg.int8_io, path)
             else:
                 with open(path, "wb") as f:
@@ -141,13 +141,14 @@ def _export(cfg, run, why, model, arch, mean, std, pairs, work) -> dict:
             f.write(convert_fixed_batch(sm_dir))
         rows.append(verify_tflite(path, "web", pairs.test, pairs.test_digits, ref, cfg.latency_pairs, batch=1))
         log.info("%s verified, one pair per call", os.path.basename(path))
-    result["rows"] = rows
-    result["table"] = format_table(rows)
-    result["notes"] = quantization_notes(rows) + skipped
-    result["signatures"] = signature_doc(model.output_names)
-    runs.write_json(os.path.join(work, "export.json"), result)
+    result = ExportResult(
+        run_dir=run.path, selected_because=why, arch=arch.name, normalisation=Normalisation(mean, std),
+        test_pairs=len(pairs.test), multiply_adds_per_pair=multiply_adds, deployable=multiply_adds <= deploy_budget(),
+        rows=tuple(rows), table=format_table(rows), notes=tuple(quantization_notes(rows) + skipped),
+        signatures=signature_doc(model.output_names), pruning=pruning, qat=qat)
+    runs.write_json(os.path.join(work, "export.json"), result.to_dict())
     with open(os.path.join(work, "export_table.md"), "w") as f:
-        f.write(result["table"] + "\n\n" + "".join(f"- {n}\n" for n in result["notes"]))
+        f.write(result.table + "\n\n" + "".join(f"- {n}\n" for n in result.notes))
     for name in os.listdir(work):
         if name.startswith("_"):  # scratch files of the child process (training pairs, weights)
             path = os.path.join(work, name)

@@ -19,7 +19,8 @@ import numpy as np
 from .. import runs
 from ..cost import deploy_budget, multiply_adds_per_pair
 from ..errors import UserError
-from ..machine import MachineState, timed_machine
+from ..machine import timed_machine
+from ..results import ExportResult, SpeedResult, SpeedRow
 from ..tables import cost_cells
 from .tflite import signature_runner
 
@@ -60,55 +61,51 @@ def measure_speed(paths: dict[str, str], digits: tuple[np.ndarray, np.ndarray], 
 
 
 def compare_exports(archs: list[str], models_dir: str = runs.DEFAULT_MODELS_DIR, threads: int = 2,
-                    batch: int = 100, repeats: int = 5) -> dict:
+                    batch: int = 100, repeats: int = 5) -> SpeedResult:
     """The deployment figures of each architecture's exported run (``export.py --tflite``):
     multiply-adds per pair, int8 file size and accuracy beside the float32 file's, and the
     int8 files' speed measured side by side on the first run's test digits."""
-    rows, paths, digits = [], {}, None
+    found, paths, digits = [], {}, None
     for arch in archs:
         run, _ = runs.resolve_run(models_dir, arch)
         export = _read_export(run.path)
-        by_mode = {r["mode"]: r for r in export["rows"]}
         for mode in ("float32", SPEED_MODE):
-            if mode not in by_mode:
+            if export.row(mode) is None:
                 raise runs.RunError(f"{run.path}/export has no {mode} file; run "
                                     f"`python export.py --arch {arch} --tflite --modes float32,{SPEED_MODE}`")
-        paths[arch] = os.path.join(run.path, "export", by_mode[SPEED_MODE]["file"])
+        paths[arch] = os.path.join(run.path, "export", export.row(SPEED_MODE)["file"])
         if digits is None:
             digits = runs.run_pairs(run).test_digits
-        rows.append({"arch": arch, "run_dir": run.path, "multiply_adds": multiply_adds_per_pair(run.arch),
-                     "int8_bytes": by_mode[SPEED_MODE]["bytes"],
-                     "int8_pair_accuracy": by_mode[SPEED_MODE]["pair_accuracy"],
-                     "float32_pair_accuracy": by_mode["float32"]["pair_accuracy"],
-                     "test_pairs": export["test_pairs"]})
+        found.append((arch, run, export))
     with timed_machine("keras-pairs speed") as machine:
         speed = measure_speed(paths, digits, threads, batch, repeats)
-    for row in rows:
-        row.update(speed[row["arch"]])
-    return {"rows": rows, "threads": threads, "batch": batch, "repeats": repeats,
-            "budget_multiply_adds": deploy_budget(), "machine": machine,
-            "table": format_speed_table(rows, threads, batch, machine)}
+    rows = tuple(SpeedRow(arch=arch, run_dir=run.path, multiply_adds=multiply_adds_per_pair(run.arch),
+                          int8_bytes=export.row(SPEED_MODE)["bytes"],
+                          int8_pair_accuracy=export.row(SPEED_MODE)["pair_accuracy"],
+                          float32_pair_accuracy=export.row("float32")["pair_accuracy"],
+                          test_pairs=export.test_pairs, **speed[arch]) for arch, run, export in found)
+    return SpeedResult(rows, threads, batch, repeats, deploy_budget(), machine)
 
 
-def format_speed_table(rows: list[dict], threads: int, batch: int, machine: MachineState) -> str:
+def format_speed_table(result: SpeedResult) -> str:
     """Markdown: each architecture's cost, and its ratio to the last row (the reference); the
     machine it was timed on below."""
-    ref = rows[-1]
+    ref = result.reference
     lines = [f"| arch | multiply-adds per pair | int8 size (KiB) | int8 pair accuracy (%) | vs float32 (pt) "
-             f"| pairs/s, batch {batch}, {threads} threads | ms per pair, batch 1 |",
+             f"| pairs/s, batch {result.batch}, {result.threads} threads | ms per pair, batch 1 |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
+    for r in result.rows:
         multiply_adds, pairs_per_s = cost_cells(r, ref)
-        lines.append(f"| {r['arch']} | {multiply_adds} | {r['int8_bytes'] / 1024:.1f} | {100 * r['int8_pair_accuracy']:.2f} "
-                     f"| {100 * (r['int8_pair_accuracy'] - r['float32_pair_accuracy']):+.2f} | {pairs_per_s} "
-                     f"| {r['ms_per_pair']:.3f} |")
-    lines += ["", f"Timed on {machine.describe()}."]
+        lines.append(f"| {r.arch} | {multiply_adds} | {r.int8_bytes / 1024:.1f} | {100 * r.int8_pair_accuracy:.2f} "
+                     f"| {100 * (r.int8_pair_accuracy - r.float32_pair_accuracy):+.2f} | {pairs_per_s} "
+                     f"| {r.ms_per_pair:.3f} |")
+    lines += ["", f"Timed on {result.machine.describe()}."]
     return "\n".join(lines) + "\n"
 
 
-def _read_export(run_path: str) -> dict:
+def _read_export(run_path: str) -> ExportResult:
     path = os.path.join(run_path, "export", "export.json")
     if not os.path.isfile(path):
         raise runs.RunError(f"{run_path} has no export; run `python export.py --run {run_path} --tflite`")
     with open(path) as f:
-        return json.load(f)
+        return ExportResult.from_dict(json.load(f))

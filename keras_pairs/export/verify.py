@@ -32,7 +32,7 @@ class VerificationError(FailedCheck):
 
 def artifact_scores(out: dict, pairs: PairSet) -> dict:
     """Pair and digit accuracy of an artifact's signature outputs."""
-    return score(pairs, out["a_le_b"], out.get("digit_a_probs"), out.get("digit_b_probs"))
+    return score(pairs, out["a_le_b"], out.get("digit_a_probs"), out.get("digit_b_probs")).to_dict()
 
 
 def keras_reference(model, pairs: PairSet, mean: float, std: float) -> dict:

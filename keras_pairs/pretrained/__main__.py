@@ -26,11 +26,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from .. import cli
 from ..cli import native_stderr_silenced
 from ..errors import FailedCheck, UserError
+from ..results import ExportResult
 from . import ARCH, DIR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,10 +77,10 @@ def install(run_dir: Path) -> dict:
         raise UserError(f"{run_dir} is not a run trained and exported as the shipped model is: missing "
                          f"{', '.join(missing)}; run `python -m keras_pairs.pretrained --refresh`")
     config = json.loads((run_dir / "config.json").read_text())
-    export = json.loads((export_dir / "export.json").read_text())
+    export = ExportResult.from_dict(json.loads((export_dir / "export.json").read_text()))
     if config["train"]["arch"]["name"] != ARCH:
         raise UserError(f"{run_dir} holds {config['train']['arch']['name']}, not {ARCH}")
-    rows = {row["mode"]: row for row in export["rows"]}
+    keras_row = export.row("keras")
     provenance = {
         "arch": ARCH,
         "commands": ["python " + " ".join(TRAIN + ["WORK"]),
@@ -87,11 +89,11 @@ def install(run_dir: Path) -> dict:
         "seed": config["seed"],
         "data": config["data"],
         "train_pairs": config["train"]["nb_train"],
-        "test_pairs": export["test_pairs"],
-        "test_pair_accuracy": rows["keras"]["pair_accuracy"],
-        "test_digit_accuracy": rows["keras"].get("digit_accuracy"),
+        "test_pairs": export.test_pairs,
+        "test_pair_accuracy": keras_row["pair_accuracy"],
+        "test_digit_accuracy": keras_row.get("digit_accuracy"),
         "files": {row["file"]: {"pair_accuracy": row["pair_accuracy"], "max_deviation": row["max_deviation"]}
-                  for row in export["rows"] if row["file"] in ("model.keras", *EXPORT_FILES)},
+                  for row in export.rows if row["file"] in ("model.keras", *EXPORT_FILES)},
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     with staged_folder(str(DIR)) as work:
@@ -101,8 +103,9 @@ def install(run_dir: Path) -> dict:
         for name in EXPORT_FILES:
             shutil.copy2(export_dir / name, Path(work) / "export" / name)
         # The paths it was exported from meant nothing outside that machine.
-        export.update(run_dir=f"keras_pairs/pretrained/{ARCH}", export_dir=f"keras_pairs/pretrained/{ARCH}/export")
-        write_json(str(Path(work) / "export" / "export.json"), export)
+        export = replace(export, run_dir=f"keras_pairs/pretrained/{ARCH}",
+                         export_dir=f"keras_pairs/pretrained/{ARCH}/export")
+        write_json(str(Path(work) / "export" / "export.json"), export.to_dict())
         write_json(str(Path(work) / "provenance.json"), provenance)
     return provenance
 
