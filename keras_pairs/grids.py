@@ -29,7 +29,6 @@ PRESETS = {
                          "dropout": [0.25, 0.1, 0.05, 0.001]}},
 }
 HYPERPARAMETERS = ("conv1", "conv2", "hidden_units", "learning_rate", "dropout")
-OBJECTIVE = "val_pair_accuracy"
 
 
 def apply_hyperparameters(arch: ArchConfig, values: dict) -> ArchConfig:

@@ -13,7 +13,9 @@ Nothing here imports TensorFlow: the server reads exports through this module.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+
+from .config import ArchConfig
+from .machine import MachineState
 
 
 def _strict(cls, d: dict, extra: tuple[str, ...] = ()) -> None:
@@ -351,7 +353,7 @@ class SpeedResult:
     batch: int
     repeats: int
     budget_multiply_adds: int
-    machine: Any = None
+    machine: MachineState | None = None
 
     @property
     def reference(self) -> SpeedRow:
@@ -373,7 +375,13 @@ class SpeedResult:
 
 @dataclass(frozen=True)
 class Trial:
-    """One grid point of ``search.grid_search``: its values and its folds' held-out pair accuracy."""
+    """One grid point of ``search.grid_search``.
+
+    Attributes:
+      values: the point's hyperparameters ({name: value}, names in ``grids.HYPERPARAMETERS``).
+      val_pair_accuracy: the objective: mean held-out pair accuracy over the point's folds.
+      val_pair_accuracy_std: its sample std over the folds.
+    """
 
     values: dict
     val_pair_accuracy: float
@@ -401,7 +409,7 @@ class SearchResult:
     """
 
     trials: tuple[Trial, ...]
-    best: Any
+    best: ArchConfig
     seconds: float
     paths: dict
 

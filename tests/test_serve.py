@@ -558,10 +558,20 @@ def test_without_a_trained_run_the_shipped_model_is_served_and_said_so(server, s
     assert info["file"] == f"{ARCH}_web.tflite" and "using the shipped" in info["note"]
 
 
+def _export_json(arch: str, deployable: bool = True) -> str:
+    """An export.json as export.py writes it, listing no artifact."""
+    from keras_pairs.results import ExportResult, Normalisation
+
+    return json.dumps(ExportResult(
+        run_dir=f"saved_models/{arch}", selected_because="architecture given with --arch", arch=arch,
+        normalisation=Normalisation(33.0, 78.0), test_pairs=1000, multiply_adds_per_pair=1_000_000,
+        deployable=deployable, rows=(), table="", notes=(), signatures={}).to_dict())
+
+
 def _export_without_files(tmp_path) -> Path:
     """A run folder whose export lists an architecture but whose .tflite files are gone."""
     (tmp_path / "run" / "export").mkdir(parents=True)
-    (tmp_path / "run" / "export" / "export.json").write_text(json.dumps({"arch": "v5"}))
+    (tmp_path / "run" / "export" / "export.json").write_text(_export_json("v5"))
     return tmp_path / "run"
 
 
@@ -586,22 +596,22 @@ def test_the_default_serves_the_latest_deployable_export(tmp_path):
         folder.mkdir(parents=True)
         for name in (f"{arch}_float32.tflite", f"{arch}_web.tflite"):
             (folder / name).write_bytes(b"")
-        (folder / "export.json").write_text(json.dumps({"arch": arch, "deployable": deployable}))
+        (folder / "export.json").write_text(_export_json(arch, deployable))
         os.utime(folder / "export.json", (when, when))
 
-    assert find_model_files(models_dir=str(tmp_path)).export["arch"] == ARCH
+    assert find_model_files(models_dir=str(tmp_path)).export.arch == ARCH
     export("small", True, 1000)
     export("big", False, 2000)
-    assert find_model_files(models_dir=str(tmp_path)).export["arch"] == "small"
+    assert find_model_files(models_dir=str(tmp_path)).export.arch == "small"
     export("newer-small", True, 3000)
     (tmp_path / "broken" / "export").mkdir(parents=True)
     (tmp_path / "broken" / "export" / "export.json").write_text("{")
-    assert find_model_files(models_dir=str(tmp_path)).export["arch"] == "newer-small"
+    assert find_model_files(models_dir=str(tmp_path)).export.arch == "newer-small"
     shutil.rmtree(tmp_path / "small")
     shutil.rmtree(tmp_path / "newer-small")
     shutil.rmtree(tmp_path / "broken")
     files = find_model_files(models_dir=str(tmp_path))
-    assert files.export["arch"] == "big" and files.note is None
+    assert files.export.arch == "big" and files.note is None
 
 
 @pytest.mark.slow

@@ -339,14 +339,15 @@ def _load_api_model(files: ModelFiles) -> tuple[PairModel | None, str | None]:
 def _page_info(files: ModelFiles) -> dict:
     """What the page states about its model. Until export.json lists the web file itself, its
     accuracy is the float32 file's: the same graph with the batch fixed at 1."""
-    rows = files.export.get("rows", [])
+    export = files.export
+    rows = export.rows if export else ()
     web_name = files.web.name if files.web else None
     row = (next((r for r in rows if r.get("file") == web_name), None)
            or next((r for r in rows if r.get("mode") == "float32"), {}))
-    return {"arch": files.export.get("arch"), "file": web_name,
+    return {"arch": export.arch if export else None, "file": web_name,
             "url": "/model/web.tflite" if files.web else None,
             "accuracy_of": row.get("file"), "pair_accuracy": row.get("pair_accuracy"),
-            "digit_accuracy": row.get("digit_accuracy"), "test_pairs": files.export.get("test_pairs"),
+            "digit_accuracy": row.get("digit_accuracy"), "test_pairs": export.test_pairs if export else None,
             "problem": files.web_problem, "note": files.note}
 
 
@@ -362,7 +363,7 @@ def _metadata(model: PairModel, files: ModelFiles, limits: Limits) -> dict:
                  "method_name": PREDICT_METHOD}
     return {"model_spec": {"name": MODEL_NAME, "signature_name": "", "version": str(VERSION)},
             "metadata": {"signature_def": {"signature_def": {"serving_default": signature}}},
-            "keras_pairs": {"file": model.path.name, "arch": files.export.get("arch"),
+            "keras_pairs": {"file": model.path.name, "arch": files.export.arch if files.export else None,
                             "max_instances": MAX_INSTANCES, "max_body_bytes": limits.max_body_bytes}}
 
 

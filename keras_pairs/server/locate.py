@@ -12,11 +12,12 @@ else the model shipped in the package (keras_pairs/pretrained), with a note sayi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import pretrained
 from ..errors import UserError
+from ..results import ExportResult
 
 EXPORT_HINT = "make it with `python export.py --tflite` (see docs/export.md)"
 
@@ -30,12 +31,12 @@ class ModelFiles:
     """What to serve: the API's .tflite (any batch) and the page's fixed-batch `<arch>_web.tflite`.
 
     A file that is missing is None, and its *_problem says what to run. `export` is the export.json
-    beside the files ({} when there is none); `note` tells the user when the shipped model is served.
+    beside the files (None when there is none); `note` tells the user when the shipped model is served.
     """
 
     api: Path | None
     web: Path | None
-    export: dict = field(default_factory=dict)
+    export: ExportResult | None = None
     api_problem: str | None = None
     web_problem: str | None = None
     note: str | None = None
@@ -49,11 +50,11 @@ def find_model_files(model: str | None = None, run: str | None = None,
         if not path.is_file():
             raise ModelNotFound(f"--model {model}: no such file; {EXPORT_HINT}")
         export = _read_export(path.parent)
-        if "arch" not in export:
-            return ModelFiles(path, None, export, web_problem=(
+        if export is None:
+            return ModelFiles(path, None, None, web_problem=(
                 f"no export.json beside {path}, so the page's <arch>_web.tflite is unknown; "
                 f"serve an export folder (--run) or {EXPORT_HINT}"))
-        return _existing(path, path.parent / f"{export['arch']}_web.tflite", export)
+        return _existing(path, path.parent / f"{export.arch}_web.tflite", export)
     if run:
         export_dir = Path(run) / "export"
         if not (export_dir / "export.json").is_file():
@@ -68,7 +69,7 @@ def find_model_files(model: str | None = None, run: str | None = None,
                               f"no exported run in {models_dir}/: using {pretrained.describe()}")
         problem = (f"no exported model under {models_dir}/: train one (`python train.py --arch v5`), "
                    f"then {EXPORT_HINT}")
-        return ModelFiles(None, None, {}, problem, problem)
+        return ModelFiles(None, None, None, problem, problem)
     deployable = [p for p in found if _is_deployable(p.parent)]
     return _from_export_dir((deployable or found)[-1].parent)
 
@@ -77,14 +78,14 @@ def _from_export_dir(export_dir: Path) -> ModelFiles:
     """The API runs the float32 file (the Keras model's answers to 1e-4), or the int8 one when an
     export holds only that."""
     export = _read_export(export_dir)
-    arch = export.get("arch", "")
+    arch = export.arch if export else ""
     api = export_dir / f"{arch}_float32.tflite"
     if not api.is_file() and (export_dir / f"{arch}_int8.tflite").is_file():
         api = export_dir / f"{arch}_int8.tflite"
     return _existing(api, export_dir / f"{arch}_web.tflite", export)
 
 
-def _existing(api: Path, web: Path, export: dict) -> ModelFiles:
+def _existing(api: Path, web: Path, export: ExportResult | None) -> ModelFiles:
     """Keeps the files that exist; a missing one becomes a problem naming the command."""
     return ModelFiles(api if api.is_file() else None, web if web.is_file() else None, export,
                       None if api.is_file() else f"the API's model {api} is missing; {EXPORT_HINT}",
@@ -93,17 +94,20 @@ def _existing(api: Path, web: Path, export: dict) -> ModelFiles:
 
 def _is_deployable(export_dir: Path) -> bool:
     try:
-        return bool(_read_export(export_dir).get("deployable"))
+        export = _read_export(export_dir)
+        return export is not None and export.deployable
     except ModelNotFound:  # an unreadable export elsewhere does not stop the default search
         return False
 
 
-def _read_export(export_dir: Path) -> dict:
+def _read_export(export_dir: Path) -> ExportResult | None:
+    """export.json of an export folder (None when there is none)."""
     path = export_dir / "export.json"
     if not path.is_file():
-        return {}
+        return None
     try:
         with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError) as error:
-        raise ModelNotFound(f"{path} cannot be read ({error}); {EXPORT_HINT}") from error
+            return ExportResult.from_dict(json.load(f))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelNotFound(f"{path} cannot be read as an export ({type(error).__name__}: {error}); "
+                            f"{EXPORT_HINT}") from error
