@@ -229,8 +229,8 @@ def test_a_worker_killed_mid_job_loses_nothing(tmp_path, mnist, workers):
     killer.join(5)
     ran = [int(p) for p in open(pids).read().split()]
     assert killed and ran.count(killed[0]) == 1 and len(ran) >= 5  # the killed job ran again elsewhere
-    def numbers(record: dict):  # everything but the seconds, which depend on the machine's load
-        return {k: v for k, v in record["round"].items() if k != "seconds"}, record["history"]
+    def numbers(record):  # everything but the seconds, which depend on the machine's load
+        return {k: v for k, v in record.round.to_dict().items() if k != "seconds"}, record.round.history
 
     assert [numbers(r.record) for r in results] == [numbers(r) for r in serial]
 
