@@ -267,6 +267,39 @@ class RunResult:
 
 
 @dataclass(frozen=True)
+class Artifact:
+    """One exported artifact verified against the Keras model on the run's test pairs (``export.verify``).
+
+    Attributes:
+      mode: "keras", "saved_model", a TFLite mode ("float32", "int8", ...) or "web".
+      file: its file name in the export folder.
+      bytes: its size.
+      pair_accuracy / digit_accuracy: its scores on the test pairs (digits: models with digit outputs).
+      max_deviation: largest |artifact - Keras| over its probability outputs.
+      latency_ms: median milliseconds of a single-pair call (None for the Keras model, not timed).
+    """
+
+    mode: str
+    file: str
+    bytes: int
+    pair_accuracy: float
+    max_deviation: float
+    latency_ms: float | None
+    digit_accuracy: float | None = None
+
+    def to_dict(self) -> dict:
+        out = {"mode": self.mode, "file": self.file, "bytes": self.bytes, "pair_accuracy": self.pair_accuracy}
+        if self.digit_accuracy is not None:
+            out["digit_accuracy"] = self.digit_accuracy
+        return {**out, "max_deviation": self.max_deviation, "latency_ms": self.latency_ms}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Artifact":
+        _strict(cls, d)
+        return cls(**d)
+
+
+@dataclass(frozen=True)
 class ExportResult:
     """What ``export.export_run`` returns; its JSON is export.json.
 
@@ -278,7 +311,7 @@ class ExportResult:
       test_pairs: the test pairs every artifact was verified on.
       multiply_adds_per_pair: the model's cost (``cost.multiply_adds_per_pair``).
       deployable: within the deployment budget (``cost.deploy_budget``).
-      rows: one per artifact (``export.verify``): mode, file, bytes, scores, deviation, latency.
+      rows: one per artifact, in the order they were made.
       table: those rows as markdown.
       notes: what the quantization did, and modes skipped.
       signatures: the SavedModel's signatures in words.
@@ -293,7 +326,7 @@ class ExportResult:
     test_pairs: int
     multiply_adds_per_pair: int
     deployable: bool
-    rows: tuple[dict, ...]
+    rows: tuple[Artifact, ...]
     table: str
     notes: tuple[str, ...]
     signatures: dict
@@ -301,23 +334,24 @@ class ExportResult:
     qat: dict | None = None
     export_dir: str | None = None
 
-    def row(self, mode: str) -> dict | None:
-        """The artifact row of ``mode`` ("keras", "saved_model", "float32", "int8", ...)."""
-        return next((r for r in self.rows if r["mode"] == mode), None)
+    def row(self, mode: str) -> Artifact | None:
+        """The artifact of ``mode`` ("keras", "saved_model", "float32", "int8", ...)."""
+        return next((r for r in self.rows if r.mode == mode), None)
 
     def to_dict(self) -> dict:
         return _present([
             ("run_dir", self.run_dir), ("selected_because", self.selected_because), ("arch", self.arch),
             ("normalisation", self.normalisation.to_dict()), ("test_pairs", self.test_pairs),
             ("multiply_adds_per_pair", self.multiply_adds_per_pair), ("deployable", self.deployable),
-            ("pruning", self.pruning), ("qat", self.qat), ("rows", list(self.rows)), ("table", self.table),
+            ("pruning", self.pruning), ("qat", self.qat), ("rows", [r.to_dict() for r in self.rows]),
+            ("table", self.table),
             ("notes", list(self.notes)), ("signatures", self.signatures), ("export_dir", self.export_dir)])
 
     @classmethod
     def from_dict(cls, d: dict) -> "ExportResult":
         _strict(cls, d)
         return cls(**{**d, "normalisation": Normalisation.from_dict(d["normalisation"]),
-                      "rows": tuple(d["rows"]), "notes": tuple(d["notes"])})
+                      "rows": tuple(Artifact.from_dict(r) for r in d["rows"]), "notes": tuple(d["notes"])})
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def test_the_saved_and_exported_student_holds_no_teacher(student_run):
     assert model.count_params() == 141418
     # The best-validation checkpoint holds the student's weights alone, and loads into the student.
     model.load_weights(os.path.join(run.path, "checkpoints", "round_00.weights.h5"))
-    assert exported.row("int8")["bytes"] < 200 * 1024 < exported.row("float32")["bytes"]
+    assert exported.row("int8").bytes < 200 * 1024 < exported.row("float32").bytes
     loaded = tf.saved_model.load(os.path.join(exported.export_dir, "saved_model"))
     size = lambda variables: sum(int(np.prod(v.shape)) for v in variables)  # noqa: E731
     assert size(loaded.variables) == size(model.variables)  # the student's weights and seed states only

@@ -80,7 +80,7 @@ def pngs(tmp_path_factory, mnist):
 def test_export_writes_every_artifact_and_its_table(exported):
     assert exported.arch == "v5"
     assert "validation" in exported.selected_because
-    assert [r["mode"] for r in exported.rows] == ["keras", "saved_model", *FAST_MODES, "web"]
+    assert [r.mode for r in exported.rows] == ["keras", "saved_model", *FAST_MODES, "web"]
     folder = exported.export_dir
     names = set(os.listdir(folder))
     assert {"saved_model", "export.json", "export_table.md"} <= names
@@ -122,16 +122,16 @@ def test_the_web_file_takes_one_pair_per_call_and_matches_keras(exported, refere
         out = runner(digit_a=a[i:i + 1], digit_b=b[i:i + 1])
         assert abs(float(out["prob_a_le_b"][0]) - ref["prob_a_le_b"][i]) <= TOLERANCE["web"]
         assert int(out["a_le_b"][0]) == ref["a_le_b"][i]
-    row = next(r for r in exported.rows if r["mode"] == "web")
-    assert row["max_deviation"] <= TOLERANCE["web"]
+    row = exported.row("web")
+    assert row.max_deviation <= TOLERANCE["web"]
 
 
 @pytest.mark.parametrize("mode", FAST_MODES)
 def test_every_tflite_mode_runs_and_matches_keras(exported, reference, mode):
     pairs, ref = reference
     acc = check_tflite_mode(os.path.join(exported.export_dir, f"v5_{mode}.tflite"), mode, pairs, ref)
-    row = next(r for r in exported.rows if r["mode"] == mode)
-    assert row["pair_accuracy"] == pytest.approx(acc)
+    row = exported.row(mode)
+    assert row.pair_accuracy == pytest.approx(acc)
 
 
 @pytest.mark.slow
@@ -140,7 +140,7 @@ def test_quantization_aware_int8_in_its_child_process(trained, mnist, reference,
     shutil.copytree(os.path.join(trained, "v5"), run_dir)
     result = export_run(ExportConfig(run_dir=run_dir, tflite=True, modes=("qat-int8",), qat_epochs=1,
                                      calibration_pairs=50, latency_pairs=2), mnist)
-    assert [r["mode"] for r in result.rows] == ["keras", "saved_model", "qat-int8", "web"]
+    assert [r.mode for r in result.rows] == ["keras", "saved_model", "qat-int8", "web"]
     assert result.qat["epochs"] == 1
     pairs, ref = reference
     check_tflite_mode(os.path.join(run_dir, "export", "v5_qat-int8.tflite"), "qat-int8", pairs, ref)
@@ -348,7 +348,7 @@ def test_prune_reports_sparsity(exported, tmp_path, mnist):
     result = export_run(ExportConfig(run_dir=run_dir, prune=True, prune_epochs=2, target_sparsity=0.5,
                                      tflite=True, modes=("float32",), latency_pairs=2), mnist)
     assert 0.3 <= result.pruning["sparsity"] <= 0.6
-    assert result.rows[0]["file"].endswith("(pruned)")
+    assert result.rows[0].file.endswith("(pruned)")
     assert os.path.isfile(os.path.join(run_dir, "export", "v5_float32.tflite"))
 
 
@@ -375,7 +375,7 @@ def test_best_model_exports_with_its_test_time_views(exported_tta, mnist):
     # float32 within tolerance and int8 deciding like Keras on >= 98 % of the pairs were checked by
     # the export (it raises otherwise); QAT's twin holds neither views nor an ensemble, so that mode
     # is skipped, saying why.
-    assert [r["mode"] for r in exported_tta.rows] == ["keras", "saved_model", "float32", "int8", "web"]
+    assert [r.mode for r in exported_tta.rows] == ["keras", "saved_model", "float32", "int8", "web"]
     assert any(t.startswith("qat-int8 skipped") for t in exported_tta.notes)
     run = runs.load_run(exported_tta.run_dir)
     model = runs.load_model(run.model_path)
@@ -393,4 +393,4 @@ def test_best_model_exports_with_its_test_time_views(exported_tta, mnist):
     expected = np.mean([keras.ops.convert_to_numpy(keras.ops.softmax(v)) for v in views], 0)
     np.testing.assert_allclose(model.predict(x, verbose=0)["digit_a"], expected, atol=1e-5)
     sm_row = exported_tta.rows[1]
-    assert sm_row["max_deviation"] < 1e-4
+    assert sm_row.max_deviation < 1e-4

@@ -65,8 +65,8 @@ def test_the_shipped_model_reproduces_its_recorded_accuracy(shipped):
     scores = artifact_scores(ref, pairs.test)
     # Exact on the kind of machine that trained it; another x86 CPU sums floats along other vector
     # paths and may flip a pair that sits at P = 0.5, so one pair (0.1 %) of slack, not more.
-    assert scores["pair_accuracy"] == pytest.approx(provenance["test_pair_accuracy"], abs=CROSS_CPU_SLACK)
-    assert scores["digit_accuracy"] == pytest.approx(provenance["test_digit_accuracy"], abs=CROSS_CPU_SLACK)
+    assert scores.pair_accuracy == pytest.approx(provenance["test_pair_accuracy"], abs=CROSS_CPU_SLACK)
+    assert scores.digit_accuracy == pytest.approx(provenance["test_digit_accuracy"], abs=CROSS_CPU_SLACK)
     assert provenance["test_pair_accuracy"] == run.metrics.rounds[0].test.pair_accuracy
 
 
@@ -79,7 +79,7 @@ def test_the_shipped_tflite_files_pass_the_export_verification(shipped, mode, ba
     path = pretrained.DIR / "export" / f"{pretrained.ARCH}_{mode}.tflite"
     row = verify_tflite(str(path), mode, pairs.test, pairs.test_digits, ref, n_latency=5, batch=batch)
     recorded = pretrained.provenance()["files"][path.name]
-    assert row["pair_accuracy"] == pytest.approx(recorded["pair_accuracy"], abs=CROSS_CPU_SLACK)
+    assert row.pair_accuracy == pytest.approx(recorded["pair_accuracy"], abs=CROSS_CPU_SLACK)
 
 
 def test_the_package_declares_every_shipped_file():

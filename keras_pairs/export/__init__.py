@@ -33,7 +33,7 @@ from . import tfmot
 from .browser import convert_fixed_batch
 from .serving import signature_doc, write_saved_model
 from .tflite import INT8_IO, MODES, check_mode, convert_tflite, representative_images
-from .verify import (artifact_scores, format_table, keras_reference, quantization_notes, verify_saved_model,
+from .verify import (artifact, artifact_scores, format_table, keras_reference, quantization_notes, verify_saved_model,
                      verify_tflite)
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,8 @@ def _export(cfg, run, why, model, arch, mean, std, pairs, work) -> ExportResult:
         log.info("pruning: encoder sparsity %.1f %% (target %.0f %%)",
                  100 * pruning["sparsity"], 100 * cfg.target_sparsity)
     ref = keras_reference(model, pairs.test, mean, std)
-    rows = [{"mode": "keras", "file": "model.keras" + (" (pruned)" if cfg.prune else ""),
-             "bytes": os.path.getsize(run.model_path), **artifact_scores(ref, pairs.test),
-             "max_deviation": 0.0, "latency_ms": None}]
+    rows = [artifact("keras", "model.keras" + (" (pruned)" if cfg.prune else ""), os.path.getsize(run.model_path),
+                     artifact_scores(ref, pairs.test), 0.0, None)]
     sm_dir = os.path.join(work, "saved_model")
     write_saved_model(model, mean, std, sm_dir)
     rows.append(verify_saved_model(sm_dir, pairs.test, pairs.test_digits, ref, mean, std, cfg.latency_pairs))

@@ -73,16 +73,16 @@ def compare_exports(archs: list[str], models_dir: str = runs.DEFAULT_MODELS_DIR,
             if export.row(mode) is None:
                 raise runs.RunError(f"{run.path}/export has no {mode} file; run "
                                     f"`python export.py --arch {arch} --tflite --modes float32,{SPEED_MODE}`")
-        paths[arch] = os.path.join(run.path, "export", export.row(SPEED_MODE)["file"])
+        paths[arch] = os.path.join(run.path, "export", export.row(SPEED_MODE).file)
         if digits is None:
             digits = runs.run_pairs(run).test_digits
         found.append((arch, run, export))
     with timed_machine("keras-pairs speed") as machine:
         speed = measure_speed(paths, digits, threads, batch, repeats)
     rows = tuple(SpeedRow(arch=arch, run_dir=run.path, multiply_adds=multiply_adds_per_pair(run.arch),
-                          int8_bytes=export.row(SPEED_MODE)["bytes"],
-                          int8_pair_accuracy=export.row(SPEED_MODE)["pair_accuracy"],
-                          float32_pair_accuracy=export.row("float32")["pair_accuracy"],
+                          int8_bytes=export.row(SPEED_MODE).bytes,
+                          int8_pair_accuracy=export.row(SPEED_MODE).pair_accuracy,
+                          float32_pair_accuracy=export.row("float32").pair_accuracy,
                           test_pairs=export.test_pairs, **speed[arch]) for arch, run, export in found)
     return SpeedResult(rows, threads, batch, repeats, deploy_budget(), machine)
 

@@ -12,6 +12,7 @@ import tensorflow as tf
 from ..data import PairSet
 from ..errors import FailedCheck
 from ..metrics import score
+from ..results import Artifact, Scores
 from .serving import IMAGE_INPUTS, SIGNATURE_IMAGES, SIGNATURE_PAIRS, signature_outputs
 from .tflite import dequantized, signature_runner
 
@@ -30,9 +31,15 @@ class VerificationError(FailedCheck):
     """An artifact that does not match its Keras model; it is not installed."""
 
 
-def artifact_scores(out: dict, pairs: PairSet) -> dict:
+def artifact_scores(out: dict, pairs: PairSet) -> Scores:
     """Pair and digit accuracy of an artifact's signature outputs."""
-    return score(pairs, out["a_le_b"], out.get("digit_a_probs"), out.get("digit_b_probs")).to_dict()
+    return score(pairs, out["a_le_b"], out.get("digit_a_probs"), out.get("digit_b_probs"))
+
+
+def artifact(mode: str, file: str, size: int, scores: Scores, dev: float, latency: float | None) -> Artifact:
+    """An artifact's record: what it is and how it scored against the Keras model."""
+    return Artifact(mode=mode, file=file, bytes=size, pair_accuracy=scores.pair_accuracy, max_deviation=dev,
+                    latency_ms=latency, digit_accuracy=scores.digit_accuracy)
 
 
 def keras_reference(model, pairs: PairSet, mean: float, std: float) -> dict:
@@ -70,7 +77,7 @@ def check_tolerance(mode: str, dev: float, where: str) -> None:
 
 
 def verify_saved_model(path: str, pairs: PairSet, digits, ref: dict, mean: float, std: float,
-                       n_latency: int) -> dict:
+                       n_latency: int) -> Artifact:
     """Loads the SavedModel with tf.saved_model.load and checks both signatures."""
     loaded = tf.saved_model.load(path)
     sigs = set(loaded.signatures)
@@ -87,12 +94,12 @@ def verify_saved_model(path: str, pairs: PairSet, digits, ref: dict, mean: float
     dev = max(deviation(out, ref), deviation(out_pairs, ref))
     check_tolerance("saved_model", dev, path)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
-    return {"mode": "saved_model", "file": "saved_model/", "bytes": size, **artifact_scores(out, pairs),
-            "max_deviation": dev, "latency_ms": latency_ms(call, digits, n_latency)}
+    return artifact("saved_model", "saved_model/", size, artifact_scores(out, pairs), dev,
+                    latency_ms(call, digits, n_latency))
 
 
 def verify_tflite(path: str, mode: str, pairs: PairSet, digits, ref: dict, n_latency: int,
-                  batch: int | None = None) -> dict:
+                  batch: int | None = None) -> Artifact:
     """Runs a .tflite file with ai-edge-litert on the pairs and compares with Keras; ``batch``
     feeds a file with a fixed batch size that many pairs per call."""
     runner = signature_runner(path)
@@ -124,32 +131,32 @@ def verify_tflite(path: str, mode: str, pairs: PairSet, digits, ref: dict, n_lat
             raise VerificationError(f"{path}: quantization-aware training lost {100 * loss:.1f} points of "
                                     f"pair accuracy (at most {100 * MAX_QAT_ACCURACY_LOSS:.0f} allowed); "
                                     f"the artifact was not installed")
-    return {"mode": mode, "file": os.path.basename(path), "bytes": os.path.getsize(path),
-            **artifact_scores(out, pairs), "max_deviation": dev, "latency_ms": latency_ms(call, digits, n_latency)}
+    return artifact(mode, os.path.basename(path), os.path.getsize(path), artifact_scores(out, pairs), dev,
+                    latency_ms(call, digits, n_latency))
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[Artifact]) -> str:
     """Markdown table: mode, size, pair accuracy, digit accuracy, deviation, latency."""
     lines = ["| mode | file | size (KiB) | pair accuracy (%) | digit accuracy (%) | max deviation from Keras | latency per pair (ms) |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        digit = f"{100 * r['digit_accuracy']:.2f}" if "digit_accuracy" in r else "-"
-        dev = f"{r['max_deviation']:.2g}" if r.get("max_deviation") is not None else "-"
-        lat = f"{r['latency_ms']:.3f}" if r.get("latency_ms") is not None else "-"
-        size = f"{r['bytes'] / 1024:.1f}" if r.get("bytes") else "-"
-        lines.append(f"| {r['mode']} | {r.get('file', '-')} | {size} | {100 * r['pair_accuracy']:.2f} | "
+        digit = f"{100 * r.digit_accuracy:.2f}" if r.digit_accuracy is not None else "-"
+        dev = f"{r.max_deviation:.2g}" if r.max_deviation is not None else "-"
+        lat = f"{r.latency_ms:.3f}" if r.latency_ms is not None else "-"
+        size = f"{r.bytes / 1024:.1f}" if r.bytes else "-"
+        lines.append(f"| {r.mode} | {r.file or '-'} | {size} | {100 * r.pair_accuracy:.2f} | "
                      f"{digit} | {dev} | {lat} |")
     return "\n".join(lines)
 
 
-def quantization_notes(rows: list[dict]) -> list[str]:
+def quantization_notes(rows: list[Artifact]) -> list[str]:
     """What the integer files cost against float32: pair accuracy and size."""
-    by_mode = {r["mode"]: r for r in rows}
+    by_mode = {r.mode: r for r in rows}
     ref = by_mode.get("float32")
     notes = []
     for mode in ("int8", "qat-int8"):
         r = by_mode.get(mode)
         if ref and r:
-            notes.append(f"{mode}: pair accuracy {100 * (r['pair_accuracy'] - ref['pair_accuracy']):+.2f} pt "
-                         f"vs float32, {r['bytes'] / ref['bytes']:.3f} of its size")
+            notes.append(f"{mode}: pair accuracy {100 * (r.pair_accuracy - ref.pair_accuracy):+.2f} pt "
+                         f"vs float32, {r.bytes / ref.bytes:.3f} of its size")
     return notes

@@ -90,10 +90,10 @@ def install(run_dir: Path) -> dict:
         "data": config["data"],
         "train_pairs": config["train"]["nb_train"],
         "test_pairs": export.test_pairs,
-        "test_pair_accuracy": keras_row["pair_accuracy"],
-        "test_digit_accuracy": keras_row.get("digit_accuracy"),
-        "files": {row["file"]: {"pair_accuracy": row["pair_accuracy"], "max_deviation": row["max_deviation"]}
-                  for row in export.rows if row["file"] in ("model.keras", *EXPORT_FILES)},
+        "test_pair_accuracy": keras_row.pair_accuracy,
+        "test_digit_accuracy": keras_row.digit_accuracy,
+        "files": {row.file: {"pair_accuracy": row.pair_accuracy, "max_deviation": row.max_deviation}
+                  for row in export.rows if row.file in ("model.keras", *EXPORT_FILES)},
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     with staged_folder(str(DIR)) as work:

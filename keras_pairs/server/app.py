@@ -342,12 +342,13 @@ def _page_info(files: ModelFiles) -> dict:
     export = files.export
     rows = export.rows if export else ()
     web_name = files.web.name if files.web else None
-    row = (next((r for r in rows if r.get("file") == web_name), None)
-           or next((r for r in rows if r.get("mode") == "float32"), {}))
+    row = (next((r for r in rows if r.file == web_name), None)
+           or next((r for r in rows if r.mode == "float32"), None))
     return {"arch": export.arch if export else None, "file": web_name,
             "url": "/model/web.tflite" if files.web else None,
-            "accuracy_of": row.get("file"), "pair_accuracy": row.get("pair_accuracy"),
-            "digit_accuracy": row.get("digit_accuracy"), "test_pairs": export.test_pairs if export else None,
+            "accuracy_of": row.file if row else None, "pair_accuracy": row.pair_accuracy if row else None,
+            "digit_accuracy": row.digit_accuracy if row else None,
+            "test_pairs": export.test_pairs if export else None,
             "problem": files.web_problem, "note": files.note}
 
 
