@@ -46,7 +46,7 @@ from .data import Mnist, PairSet, load_mnist, prepare_round
 from .distributed import Cluster, clock, kept_jobs, run_conditions, run_jobs
 from .errors import UserError
 from .metrics import COMPARATOR_HEADS, comparator_matrix, confusion_matrix, score_with_losses, summarise_rounds
-from .results import Round
+from .results import ArchResult, ExperimentsResult, Round
 from .tables import markdown_table
 from .training import RoundModel, describe_devices, train_round
 
@@ -161,22 +161,16 @@ def run_round(round_model: RoundModel, exp: ExperimentConfig, mnist: Mnist, r: i
                        round_model.model.count_params(), confusion, comparator)
 
 
-def arch_result(arch: ArchConfig, records: list[RoundRecord]) -> dict:
+def arch_result(arch: ArchConfig, records: list[RoundRecord]) -> ArchResult:
     """One architecture's entry of results.json from its rounds' records, in round order."""
-    rounds = [rec.round for rec in records]
-    result = {
-        "arch": arch.name, "report": arch.report, "description": arch.description,
-        "config": arch.to_dict(), "reference": arch.reference, "params": records[0].params,
-        "predicts_digits": arch.predicts_digits, "rounds": [r.to_dict() for r in rounds],
-        "test": summarise_rounds(rounds).to_dict(), "histories": [list(r.history) for r in rounds],
-        "test_curves": [rec.test_curve for rec in records],
-    }
-    if arch.predicts_digits:
-        result["confusion"] = np.sum([rec.confusion for rec in records], axis=0).tolist()
+    rounds = tuple(rec.round for rec in records)
     comparators = [rec.comparator for rec in records if rec.comparator is not None]
-    if comparators:
-        result["comparator"] = comparators
-    return result
+    return ArchResult(
+        arch=arch.name, report=arch.report, description=arch.description, config=arch.to_dict(),
+        reference=arch.reference, params=records[0].params, predicts_digits=arch.predicts_digits, rounds=rounds,
+        test=summarise_rounds(rounds), test_curves=tuple(rec.test_curve for rec in records),
+        confusion=(np.sum([rec.confusion for rec in records], axis=0).tolist() if arch.predicts_digits else None),
+        comparator=comparators or None)
 
 
 @functools.lru_cache(maxsize=1)
@@ -209,9 +203,9 @@ def round_summary(result: RoundResult) -> str:
 
 
 def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress: bool = True,
-                    cluster: Cluster | None = None, fresh: bool = False) -> dict:
+                    cluster: Cluster | None = None, fresh: bool = False) -> ExperimentsResult:
     """Runs every (architecture, round) of ``exp`` as one job each and writes the results folder;
-    returns results.json.
+    returns what results.json holds.
 
     ``cluster`` (``distributed.Cluster``) runs the jobs as Dask tasks; the folder is the serial
     run's. Finished rounds are kept beside the output folder until it is written, and a rerun
@@ -234,9 +228,9 @@ def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress:
         total = time.perf_counter() - start
         results = {arch.name: arch_result(arch, records[i * exp.rounds:(i + 1) * exp.rounds])
                    for i, arch in enumerate(archs)}
-        doc = {"settings": exp.to_dict(), "data": mnist.describe(), "device": done[0].device,
-               "workers": cluster.workers, "scheduler": cluster.scheduler, "total_seconds": total,
-               "machine": state.to_dict(), "archs": results}
+        doc = ExperimentsResult(settings=exp.to_dict(), data=mnist.describe(), device=done[0].device,
+                                workers=cluster.workers, scheduler=cluster.scheduler, total_seconds=total,
+                                machine=state, archs=results)
         write_results(doc, exp.output)
     if progress:
         print(f"total {clock(total)} ({total:.0f} s) for {len(archs)} architecture(s) x "
@@ -244,36 +238,38 @@ def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress:
     return doc
 
 
-def write_results(doc: dict, output: str) -> None:
+def write_results(doc: ExperimentsResult, output: str) -> None:
     """Writes results.json, rounds.csv, epochs.csv and table.md as one folder swap; figures
     already in the folder are kept."""
     with runs.staged_folder(output, keep_existing=True) as work:
-        runs.write_json(os.path.join(work, "results.json"), doc, indent=1)
+        runs.write_json(os.path.join(work, "results.json"), doc.to_dict(), indent=1)
         _write_csv(os.path.join(work, "rounds.csv"), round_rows(doc))
         _write_csv(os.path.join(work, "epochs.csv"), epoch_rows(doc))
         with open(os.path.join(work, "table.md"), "w") as f:
             f.write(markdown_table(doc))
-        if doc.get("machine"):
-            machine.write(work, machine.MachineState.from_dict(doc["machine"]))
+        if doc.machine:
+            machine.write(work, doc.machine)
 
 
-def load_results(output: str) -> dict:
+def load_results(output: str) -> ExperimentsResult:
+    """results.json of a results folder (or the file itself)."""
     path = os.path.join(output, "results.json") if os.path.isdir(output) else output
     if not os.path.isfile(path):
         raise UserError(f"{path} not found: run experiments.py first (it writes results.json)")
     with open(path) as f:
-        return json.load(f)
+        return ExperimentsResult.from_dict(json.load(f))
 
 
-def round_rows(doc: dict) -> list[dict]:
+def round_rows(doc: ExperimentsResult) -> list[dict]:
     """rounds.csv: one row per architecture and round (``results.Round.to_row``)."""
-    return [{"arch": name, **Round.from_dict(r).to_row()} for name, res in doc["archs"].items() for r in res["rounds"]]
+    return [{"arch": name, **r.to_row()} for name, res in doc.archs.items() for r in res.rounds]
 
 
-def epoch_rows(doc: dict) -> list[dict]:
+def epoch_rows(doc: ExperimentsResult) -> list[dict]:
+    """epochs.csv: one row per architecture, round and epoch, with the test curve's scores."""
     rows = []
-    for name, res in doc["archs"].items():
-        for r, (hist, curve) in enumerate(zip(res["histories"], res["test_curves"])):
+    for name, res in doc.archs.items():
+        for r, (hist, curve) in enumerate(zip(res.histories, res.test_curves)):
             tests = {c["epoch"]: c for c in curve}
             for h in hist:
                 row = {"arch": name, "round": r, **h}

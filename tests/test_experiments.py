@@ -37,7 +37,7 @@ def test_results_folder_files(tiny_run):
         saved = json.load(f)
     assert saved["settings"]["rounds"] == 2 and saved["total_seconds"] > 0
     v1 = saved["archs"]["v1"]
-    assert v1["params"] == doc["archs"]["v1"]["params"] > 0
+    assert v1["params"] == doc.archs["v1"].params > 0
     assert len(v1["histories"]) == len(v1["test_curves"]) == 2
     assert np.asarray(v1["confusion"]).sum() == 2 * 2 * 40  # two digits per test pair, two rounds
     assert len(v1["comparator"]) == 2 and "comparator" not in saved["archs"]["v4"]
@@ -46,8 +46,8 @@ def test_results_folder_files(tiny_run):
 def test_table_puts_report_figures_beside_ours(tiny_run):
     out, doc = tiny_run
     table = open(os.path.join(out, "table.md")).read()
-    v1 = doc["archs"]["v1"]["test"]["pair_accuracy"]
-    assert f"| v1 | B | {100 * v1['mean']:.2f} ± {100 * v1['std']:.2f} | 89.30 |" in table
+    v1 = doc.archs["v1"].test.pair_accuracy
+    assert f"| v1 | B | {100 * v1.mean:.2f} ± {100 * v1.std:.2f} | 89.30 |" in table
     assert "Report B, Table II" in table and "Report B, Table I " in table
     assert "Report A" not in table  # no report A architecture was run
     assert "Figure 2 (comparator analysis)" in table
@@ -71,7 +71,13 @@ def test_rounds_are_deterministic_per_seed(tiny_run, mnist, tmp_path):
     again = ex.run_experiments(ex.ExperimentConfig(
         archs=("v1",), rounds=2, epochs=1, nb_train=60, nb_test=40, patience=None,
         output=str(tmp_path / "again"), test_curves="none"), mnist, progress=False)
-    assert [r["test"] for r in again["archs"]["v1"]["rounds"]] == [r["test"] for r in doc["archs"]["v1"]["rounds"]]
+    assert [r.test for r in again.archs["v1"].rounds] == [r.test for r in doc.archs["v1"].rounds]
+    path = os.path.join(str(tmp_path / "again"), "results.json")
+    with open(path) as f:
+        saved = json.load(f)
+    read = ex.load_results(path)
+    assert json.loads(json.dumps(read.to_dict())) == saved and [r.test for r in read.archs["v1"].rounds] == [r.test for r in again.archs["v1"].rounds]
+    assert read.archs["v1"].histories == again.archs["v1"].histories
 
 
 def test_cli_one_round(tmp_path):
