@@ -39,7 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import machine, runs
+from . import files, machine
 from .architectures import get_arch, resolve_archs
 from .config import TEST_CURVES, ArchConfig, check_validation
 from .data import Mnist, PairSet, load_mnist, prepare_round
@@ -234,8 +234,8 @@ def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress:
 def write_results(doc: dict, output: str) -> None:
     """Writes results.json, rounds.csv, epochs.csv and table.md as one folder swap; figures
     already in the folder are kept."""
-    with runs.staged_folder(output, keep_existing=True) as work:
-        runs.write_json(os.path.join(work, "results.json"), doc, indent=1)
+    with files.staged_folder(output, keep_existing=True) as work:
+        files.write_json(os.path.join(work, "results.json"), doc, indent=1)
         _write_csv(os.path.join(work, "rounds.csv"), round_rows(doc))
         _write_csv(os.path.join(work, "epochs.csv"), epoch_rows(doc))
         with open(os.path.join(work, "table.md"), "w") as f:

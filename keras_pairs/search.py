@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from . import runs
+from . import files
 from .architectures import get_arch
 from .config import ArchConfig
 from .data import Mnist, PairSet, load_mnist, make_pairs, normalise_round
@@ -147,7 +147,7 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
 
 def _write_search(output: str, trials: list[dict], best: ArchConfig, grid: dict, info: dict) -> dict:
     """Writes the three files as one folder swap (other files already in ``output`` are kept)."""
-    with runs.staged_folder(output, keep_existing=True) as work:
+    with files.staged_folder(output, keep_existing=True) as work:
         _write_files(work, trials, best, grid, info, os.path.join(output, "best_config.json"))
     return {name: os.path.join(output, name) for name in ("trials.csv", "table.md", "best_config.json")}
 
@@ -171,4 +171,4 @@ def _write_files(output: str, trials: list[dict], best: ArchConfig, grid: dict, 
               f"`python train.py --config {best_path}`"]
     with open(paths["table.md"], "w") as f:
         f.write("\n".join(lines) + "\n")
-    runs.write_json(paths["best_config.json"], {**best.to_dict(), "reference": None})
+    files.write_json(paths["best_config.json"], {**best.to_dict(), "reference": None})

@@ -99,12 +99,12 @@ def exported(cli_run, tmp_path_factory) -> dict:
     """The shared run exported once (FAST_MODES): ``export_run``'s result, read back from JSON."""
 
     def make(folder):
-        from keras_pairs import runs
+        from keras_pairs import files
         from keras_pairs.export import ExportConfig, export_run
 
         result = export_run(ExportConfig(models_dir=cli_run.models_dir, tflite=True, modes=FAST_MODES,
                                          calibration_pairs=50, latency_pairs=5))
-        runs.write_json(os.path.join(folder, "result.json"), result)
+        files.write_json(os.path.join(folder, "result.json"), result)
 
     with open(os.path.join(shared_once(tmp_path_factory, "exported", make), "result.json")) as f:
         return json.load(f)

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     def speed():
         from keras_pairs import machine
         from keras_pairs.export.speed import compare_exports
-        from keras_pairs.runs import staged_folder, write_json
+        from keras_pairs.files import staged_folder, write_json
 
         result = compare_exports(args.archs, args.models_dir, threads=args.threads)
         print(f"\nint8 files through ai-edge-litert, side by side; deployment budget "

@@ -23,7 +23,7 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from .. import runs
+from .. import files, runs
 from ..cost import deploy_budget, multiply_adds_per_pair
 from ..data import Mnist
 from ..errors import UserError
@@ -94,7 +94,7 @@ def export_run(cfg: ExportConfig, mnist: Mnist | None = None) -> dict:
     pairs = runs.run_pairs(run, mnist)
     log.info("pairs: %d training (calibration / fine-tuning), %d test (verification), seed %d",
              len(pairs.fit), len(pairs.test), run.config["seed"])
-    with runs.staged_folder(os.path.join(run.path, EXPORT_DIR)) as work:
+    with files.staged_folder(os.path.join(run.path, EXPORT_DIR)) as work:
         result = _export(cfg, run, why, model, arch, mean, std, pairs, work)
     result["export_dir"] = os.path.join(run.path, EXPORT_DIR)
     return result
@@ -145,7 +145,7 @@ def _export(cfg, run, why, model, arch, mean, std, pairs, work) -> dict:
     result["table"] = format_table(rows)
     result["notes"] = quantization_notes(rows) + skipped
     result["signatures"] = signature_doc(model.output_names)
-    runs.write_json(os.path.join(work, "export.json"), result)
+    files.write_json(os.path.join(work, "export.json"), result)
     with open(os.path.join(work, "export_table.md"), "w") as f:
         f.write(result["table"] + "\n\n" + "".join(f"- {n}\n" for n in result["notes"]))
     for name in os.listdir(work):

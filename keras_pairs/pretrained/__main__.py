@@ -29,8 +29,8 @@ import tempfile
 from pathlib import Path
 
 from .. import cli
-from ..cli import native_stderr_silenced
 from ..errors import FailedCheck, UserError
+from ..files import staged_folder, write_json
 from . import ARCH, DIR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,9 +65,6 @@ def refresh(work: Path) -> dict:
 
 def install(run_dir: Path) -> dict:
     """Copies an exported run into the package with its provenance.json; returns the provenance."""
-    with native_stderr_silenced(True):  # TensorFlow's start-up lines (runs imports Keras)
-        from ..runs import staged_folder, write_json
-
     export_dir = run_dir / "export"
     missing = [str(p) for p in [*(run_dir / f for f in RUN_FILES), *(export_dir / f for f in EXPORT_FILES)]
                if not p.is_file()]
