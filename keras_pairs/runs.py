@@ -25,14 +25,11 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from .config import ArchConfig
+from .config import DEFAULT_MODELS_DIR, ArchConfig
 from .data import Mnist, PairSet, draw_round, load_recorded
 from .errors import UserError
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODELS_DIR = "saved_models"
-
 
 class RunError(UserError):
     """A run folder that is missing, incomplete or unreadable; the message says what to run."""
