@@ -75,7 +75,7 @@ def main(argv=None) -> int:
             for path in plot_all(args.plot_only or args.output):
                 print("figure:", path)
 
-    return cli.run(args, experiments)
+    return cli.execute(args, experiments)
 
 
 if __name__ == "__main__":

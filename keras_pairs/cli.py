@@ -1,7 +1,7 @@
 """What every command line shares: argument types, flags, quiet start-up and one error path.
 
 Each script (train.py, export.py, predict.py, experiments.py, search.py) parses its flags and
-hands one library call to ``run``, which
+hands one library call to ``execute``, which
 
 * keeps TensorFlow's C++ lines (absl start-up, CUDA probing, the converter's) off the terminal
   unless ``--verbose`` is given, and applies ``--intra-op-threads`` before TensorFlow runs an op;
@@ -12,7 +12,7 @@ hands one library call to ``run``, which
   Ctrl-C exits with 130 (every folder is written atomically, nothing is lost).
 
 This module imports no TensorFlow at the top: the scripts import the library inside their command,
-after ``run`` has quieted it.
+after ``execute`` has quieted it.
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def set_intra_op_threads(n: int | None) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(n)
 
 
-def run(args: argparse.Namespace, command, tensorflow: bool = True) -> int:
+def execute(args: argparse.Namespace, command, tensorflow: bool = True) -> int:
     """Runs ``command()`` (one library call and its printing) under the common rules (module doc);
     ``tensorflow=False`` for a command that must not load TensorFlow (the server)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)

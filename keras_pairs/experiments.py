@@ -14,7 +14,7 @@ and initialisation with seed + r, and scores its test pairs once at the end) and
 Figures are drawn from results.json by ``plots.py``.
 
 Each (architecture, round) is one job (``run_job``) and the folder is assembled from the jobs'
-records (``arch_result``), so the same run can be spread over Dask worker processes on one machine
+records (``arch_result``), so the same rounds can be spread over Dask worker processes on one machine
 or several (``distributed/``, docs/distributed.md) and writes the same folder. Finished rounds are
 kept on disk as they arrive: the same command run again after an interruption runs only the rest.
 
@@ -43,7 +43,7 @@ from . import files, machine
 from .architectures import get_arch, resolve_archs
 from .config import TEST_CURVES, ArchConfig, check_validation
 from .data import Mnist, PairSet, load_mnist, prepare_round
-from .distributed import Cluster, clock, kept_jobs, run_conditions, run_jobs
+from .distributed import Cluster, clock, kept_jobs, job_conditions, run_jobs
 from .errors import UserError
 from .metrics import COMPARATOR_HEADS, comparator_matrix, confusion_matrix, score_with_losses, summarise_rounds
 from .tables import markdown_table
@@ -201,7 +201,7 @@ def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress:
     returns results.json.
 
     ``cluster`` (``distributed.Cluster``) runs the jobs as Dask tasks; the folder is the serial
-    run's. Finished rounds are kept beside the output folder until it is written, and a rerun
+    loop's. Finished rounds are kept beside the output folder until it is written, and a rerun
     with the same settings runs only the missing ones; ``fresh`` forgets them first.
     """
     exp = exp.validate()
@@ -210,7 +210,7 @@ def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress:
     tf.config.experimental.enable_op_determinism()
     mnist = mnist or load_mnist(exp.data)
     jobs = [{"arch": arch.name, "round": r} for arch in archs for r in range(exp.rounds)]
-    settings = {"kind": "experiments", "data": mnist.describe(), **run_conditions(cluster),
+    settings = {"kind": "experiments", "data": mnist.describe(), **job_conditions(cluster),
                 **{k: v for k, v in exp.to_dict().items() if k != "output"}}
     start = time.perf_counter()
     with kept_jobs(exp.output, settings, fresh) as store:

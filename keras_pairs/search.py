@@ -33,7 +33,7 @@ from . import files
 from .architectures import get_arch
 from .config import ArchConfig
 from .data import Mnist, PairSet, load_mnist, make_pairs, normalise_round
-from .distributed import Cluster, kept_jobs, run_conditions, run_jobs
+from .distributed import Cluster, kept_jobs, job_conditions, run_jobs
 from .errors import UserError
 from .grids import OBJECTIVE, PRESETS, apply_hyperparameters, kfold_indices
 from .training import RoundModel, train_round
@@ -95,7 +95,7 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
       data, nb_train, seed: the training pairs (drawn once with ``seed``; no test pairs).
       output: folder (default results/search/<preset or custom>-<arch>).
       cluster: where the folds run (``distributed.Cluster``; default this process).
-      fresh: forget the folds kept from an interrupted run of the same settings (else only the
+      fresh: forget the folds kept from an interrupted search with the same settings (else only the
         missing ones run).
       progress: print a line per finished fold.
     """
@@ -122,7 +122,7 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
     names, combos = list(grid), list(itertools.product(*grid.values()))
     jobs = [{**dict(zip(names, combo)), "fold": k} for combo in combos for k in range(folds)]
     settings = {"kind": "search", "arch": arch_cfg.to_dict(), "grid": grid, "folds": folds,
-                "nb_train": nb_train, "seed": seed, "data": mnist.describe(), **run_conditions(cluster)}
+                "nb_train": nb_train, "seed": seed, "data": mnist.describe(), **job_conditions(cluster)}
     log.info("grid search %s on %s: %d grid points x %d folds, %d epochs, %d training pairs",
              preset or "custom", arch_name, len(combos), folds, arch_cfg.epochs, nb_train)
     start = time.perf_counter()

@@ -74,7 +74,7 @@ def no_process_left(dask_cluster):
 def workers(dask_cluster):
     """Where the Dask runs go, with this process's TensorFlow threads (so the serial run's numbers apply)."""
     return Cluster(scheduler=dask_cluster.scheduler_address,
-                   threads=distributed.run_conditions(Cluster())["intra_op_threads"])
+                   threads=distributed.job_conditions(Cluster())["intra_op_threads"])
 
 
 def per_round_metrics(doc: dict) -> dict:

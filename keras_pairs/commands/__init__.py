@@ -1,4 +1,4 @@
-"""The command lines: each module parses its flags and hands one library call to ``cli.run``.
+"""The command lines: each module parses its flags and hands one library call to ``cli.execute``.
 
     python -m keras_pairs COMMAND [flags]     # or `keras-pairs COMMAND`, installed by pip
     python train.py [flags]                   # the top-level scripts are the same commands

@@ -52,5 +52,5 @@ def main(argv=None) -> int:
         print("".join(f"- {note}\n" for note in result["notes"]), end="")
         print(f"\nartifacts, export.json and export_table.md in {result['export_dir']}")
 
-    return cli.run(args, export)
+    return cli.execute(args, export)
 

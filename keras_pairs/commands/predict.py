@@ -36,5 +36,5 @@ def main(argv=None) -> int:
             print(result["note"], file=sys.stderr)
         print(json.dumps(result) if args.json else format_result(result))
 
-    return cli.run(args, predict)
+    return cli.execute(args, predict)
 

@@ -53,5 +53,5 @@ def main(argv=None) -> int:
         limits = Limits(upload_seconds=args.timeout, request_seconds=args.timeout, max_concurrent=args.max_concurrent)
         serve(args.model, args.run_dir, args.models_dir, args.host, args.port, args.node_modules, args.cors, limits)
 
-    return cli.run(args, serve, tensorflow=False)  # the server runs LiteRT only
+    return cli.execute(args, serve, tensorflow=False)  # the server runs LiteRT only
 

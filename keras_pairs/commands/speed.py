@@ -44,4 +44,4 @@ def main(argv=None) -> int:
                 machine.write(work, result["machine"])
             print(f"figures in {args.output}/speed.json, speed_table.md and machine.json")
 
-    return cli.run(args, speed)
+    return cli.execute(args, speed)

@@ -134,7 +134,7 @@ def main(argv=None) -> int:
                 info = refresh(Path(work))
         print(f"installed {DIR}: {100 * info['test_pair_accuracy']:.2f} % of its {info['test_pairs']} test pairs")
 
-    return cli.run(args, make, tensorflow=False)  # the training runs in child processes
+    return cli.execute(args, make, tensorflow=False)  # the training runs in child processes
 
 
 if __name__ == "__main__":
