@@ -23,7 +23,10 @@ import os
 import shutil
 from dataclasses import dataclass
 
+import keras
+
 from .. import files, runs
+from ..config import ArchConfig
 from ..cost import deploy_budget, multiply_adds_per_pair
 from ..data import Mnist
 from ..errors import UserError
@@ -95,12 +98,32 @@ def export_run(cfg: ExportConfig, mnist: Mnist | None = None) -> dict:
     log.info("pairs: %d training (calibration / fine-tuning), %d test (verification), seed %d",
              len(pairs.fit), len(pairs.test), run.config["seed"])
     with files.staged_folder(os.path.join(run.path, EXPORT_DIR)) as work:
-        result = _export(cfg, run, why, model, arch, mean, std, pairs, work)
+        result = _export(ExportJob(cfg=cfg, run=run, why=why, model=model, arch=arch, mean=mean, std=std,
+                                   pairs=pairs, work=work))
     result["export_dir"] = os.path.join(run.path, EXPORT_DIR)
     return result
 
 
-def _export(cfg, run, why, model, arch, mean, std, pairs, work) -> dict:
+@dataclass(frozen=True)
+class ExportJob:
+    """One export under way: what ``export_run`` chose and loaded, and the folder it writes into."""
+
+    cfg: ExportConfig
+    run: runs.Run  # the run folder exported
+    why: str  # why that run (runs.resolve_run: named by --run / --arch, or the best by validation)
+    model: keras.Model  # its model.keras
+    arch: ArchConfig  # its architecture (config.json)
+    mean: float  # its normalisation (config.json): the exported graphs normalise raw pixels with it
+    std: float
+    pairs: runs.RunPairs  # the selected round's pairs: training pairs calibrate, test pairs verify
+    work: str  # the staged export folder, swapped in as <run>/export/ when complete
+
+
+def _export(job: ExportJob) -> dict:
+    """Writes and verifies every artifact of ``job`` into ``job.work``; returns export.json's content."""
+    # Local names for the fields, as the steps below read them.
+    cfg, run, why, model, arch, mean, std, pairs, work = (
+        job.cfg, job.run, job.why, job.model, job.arch, job.mean, job.std, job.pairs, job.work)
     multiply_adds = multiply_adds_per_pair(arch)
     result = {"run_dir": run.path, "selected_because": why, "arch": arch.name,
               "normalisation": {"mean": mean, "std": std}, "test_pairs": len(pairs.test),
