@@ -248,8 +248,14 @@ def load_results(output: str) -> dict:
     path = os.path.join(output, "results.json") if os.path.isdir(output) else output
     if not os.path.isfile(path):
         raise UserError(f"{path} not found: run experiments.py first (it writes results.json)")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except ValueError as err:
+        raise UserError(f"{path} is not valid JSON ({err}); run experiments.py again") from None
+    if not isinstance(doc, dict) or "archs" not in doc:
+        raise UserError(f"{path} is not a results.json of experiments.py (no 'archs')")
+    return doc
 
 
 def round_rows(doc: dict) -> list[dict]:

@@ -12,4 +12,5 @@ COMMANDS = {
     "predict": "is digit A <= digit B? two pictures through a trained model",
     "serve": "the page and TF Serving's REST API",
     "speed": "time exported int8 files side by side",
+    "plot": "draw the figures of an experiments results folder again",
 }
