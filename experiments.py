@@ -5,14 +5,14 @@
     python experiments.py --archs v1 v5 v6 --rounds 3 --epochs 10 --output results/quick
     python experiments.py --archs best --test-curves none --val-fraction 0 --intra-op-threads 1 --output results/best
     python experiments.py --archs deploy --test-curves none --val-fraction 0 --workers 2 --output results/deploy
-    python experiments.py --plot-only results/reproduction   # redraw the figures
     python experiments.py --workers 2                        # the rounds over 2 Dask worker processes
     python experiments.py --scheduler tcp://10.0.0.1:8786    # over a Dask cluster (docs/distributed.md)
 
 An interrupted run resumes: the same command again runs only the missing rounds (--fresh: all).
 
 Writes OUTPUT/{results.json, rounds.csv, epochs.csv, table.md, *.png}. Flags only: the work is
-done by keras_pairs.experiments.run_experiments (and keras_pairs.plots.plot_all for the figures).
+done by keras_pairs.experiments.run_experiments (and keras_pairs.plots.plot_all for the figures,
+which `python -m keras_pairs plot RESULTS` draws again).
 """
 
 import argparse
@@ -45,7 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="per-epoch test scoring for the plots only (default: the architectures "
                              "whose report figure shows test curves)")
     parser.add_argument("--no-figures", action="store_true", help="write tables only")
-    parser.add_argument("--plot-only", metavar="RESULTS", help="redraw the figures of a results folder")
     cli.add_cluster_arguments(parser, "rounds")
     cli.add_common_arguments(parser)
     return parser
@@ -60,20 +59,19 @@ def main(argv=None) -> int:
         from keras_pairs.plots import plot_all
         from keras_pairs.tables import markdown_table
 
-        if not args.plot_only:
-            doc = run_experiments(ExperimentConfig(
-                archs=tuple(args.archs), rounds=args.rounds, epochs=args.epochs, data=args.data,
-                seed=args.seed, nb_train=args.train_pairs, nb_test=args.test_pairs,
-                val_fraction=args.val_fraction, patience=args.patience, output=args.output,
-                test_curves=args.test_curves),
-                cluster=cluster_from_flags(args.workers, args.scheduler, args.intra_op_threads, args.verbose),
-                fresh=args.fresh)
-            print(markdown_table(doc))
-        if args.plot_only or not args.no_figures:
-            for path in plot_all(args.plot_only or args.output):
+        doc = run_experiments(ExperimentConfig(
+            archs=tuple(args.archs), rounds=args.rounds, epochs=args.epochs, data=args.data,
+            seed=args.seed, nb_train=args.train_pairs, nb_test=args.test_pairs,
+            val_fraction=args.val_fraction, patience=args.patience, output=args.output,
+            test_curves=args.test_curves),
+            cluster=cluster_from_flags(args.workers, args.scheduler, args.intra_op_threads, args.verbose),
+            fresh=args.fresh)
+        print(markdown_table(doc))
+        if not args.no_figures:
+            for path in plot_all(args.output):
                 print("figure:", path)
 
-    return cli.run(args, experiments)
+    return cli.execute(args, experiments)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
         with open(result.paths["table.md"]) as f:
             print(f.read())
 
-    return cli.run(args, search)
+    return cli.execute(args, search)
 
 
 if __name__ == "__main__":

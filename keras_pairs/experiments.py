@@ -14,7 +14,7 @@ and initialisation with seed + r, and scores its test pairs once at the end) and
 Figures are drawn from results.json by ``plots.py``.
 
 Each (architecture, round) is one job (``run_job``) and the folder is assembled from the jobs'
-records (``arch_result``), so the same run can be spread over Dask worker processes on one machine
+records (``arch_result``), so the same rounds can be spread over Dask worker processes on one machine
 or several (``distributed/``, docs/distributed.md) and writes the same folder. Finished rounds are
 kept on disk as they arrive: the same command run again after an interruption runs only the rest.
 
@@ -39,11 +39,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import machine, runs
+from . import files, machine
 from .architectures import get_arch, resolve_archs
 from .config import TEST_CURVES, ArchConfig, check_validation
 from .data import Mnist, PairSet, load_mnist, prepare_round
-from .distributed import Cluster, clock, kept_jobs, run_conditions, run_jobs
+from .distributed import Cluster, clock, kept_jobs, job_conditions, run_jobs
 from .errors import UserError
 from .metrics import COMPARATOR_HEADS, comparator_matrix, confusion_matrix, score_with_losses, summarise_rounds
 from .results import ArchResult, ExperimentsResult, Round
@@ -208,7 +208,7 @@ def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress:
     returns what results.json holds.
 
     ``cluster`` (``distributed.Cluster``) runs the jobs as Dask tasks; the folder is the serial
-    run's. Finished rounds are kept beside the output folder until it is written, and a rerun
+    loop's. Finished rounds are kept beside the output folder until it is written, and a rerun
     with the same settings runs only the missing ones; ``fresh`` forgets them first.
     """
     exp = exp.validate()
@@ -217,7 +217,7 @@ def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress:
     tf.config.experimental.enable_op_determinism()
     mnist = mnist or load_mnist(exp.data)
     jobs = [{"arch": arch.name, "round": r} for arch in archs for r in range(exp.rounds)]
-    settings = {"kind": "experiments", "data": mnist.describe(), **run_conditions(cluster),
+    settings = {"kind": "experiments", "data": mnist.describe(), **job_conditions(cluster),
                 **{k: v for k, v in exp.to_dict().items() if k != "output"}}
     start = time.perf_counter()
     with kept_jobs(exp.output, settings, fresh) as store:
@@ -241,8 +241,8 @@ def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress:
 def write_results(doc: ExperimentsResult, output: str) -> None:
     """Writes results.json, rounds.csv, epochs.csv and table.md as one folder swap; figures
     already in the folder are kept."""
-    with runs.staged_folder(output, keep_existing=True) as work:
-        runs.write_json(os.path.join(work, "results.json"), doc.to_dict(), indent=1)
+    with files.staged_folder(output, keep_existing=True) as work:
+        files.write_json(os.path.join(work, "results.json"), doc.to_dict(), indent=1)
         _write_csv(os.path.join(work, "rounds.csv"), round_rows(doc))
         _write_csv(os.path.join(work, "epochs.csv"), epoch_rows(doc))
         with open(os.path.join(work, "table.md"), "w") as f:
@@ -256,8 +256,17 @@ def load_results(output: str) -> ExperimentsResult:
     path = os.path.join(output, "results.json") if os.path.isdir(output) else output
     if not os.path.isfile(path):
         raise UserError(f"{path} not found: run experiments.py first (it writes results.json)")
-    with open(path) as f:
-        return ExperimentsResult.from_dict(json.load(f))
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except ValueError as err:
+        raise UserError(f"{path} is not valid JSON ({err}); run experiments.py again") from None
+    if not isinstance(doc, dict) or "archs" not in doc:
+        raise UserError(f"{path} is not a results.json of experiments.py (no 'archs')")
+    try:
+        return ExperimentsResult.from_dict(doc)
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"{path} cannot be read as experiments.py's results ({type(err).__name__}: {err})") from None
 
 
 def round_rows(doc: ExperimentsResult) -> list[dict]:

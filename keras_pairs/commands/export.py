@@ -18,10 +18,7 @@ from keras_pairs.config import INT8_IO, TFLITE_MODES as MODES
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models-dir", default="saved_models", help="root of the run folders (default saved_models)")
-    p.add_argument("--arch", help="export MODELS_DIR/ARCH (default: the siamese run with the best "
-                                  "mean validation pair accuracy)")
-    p.add_argument("--run", dest="run_dir", help="export this run folder")
+    cli.add_run_arguments(p, "export")
     p.add_argument("--tflite", action="store_true", help="also write and verify the TFLite files")
     p.add_argument("--modes", default=",".join(MODES),
                    help=f"comma-separated TFLite modes (default all: {','.join(MODES)})")
@@ -55,5 +52,5 @@ def main(argv=None) -> int:
         print("".join(f"- {note}\n" for note in result.notes), end="")
         print(f"\nartifacts, export.json and export_table.md in {result.export_dir}")
 
-    return cli.run(args, export)
+    return cli.execute(args, export)
 

@@ -19,9 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Is digit A <= digit B? (trained .keras model)")
     p.add_argument("image_a", help="a picture of the first digit (any size, grayscale or RGB)")
     p.add_argument("image_b", help="a picture of the second digit")
-    p.add_argument("--models-dir", default="saved_models", help="root of the run folders (default saved_models)")
-    p.add_argument("--arch", help="use MODELS_DIR/ARCH (default: best siamese run by validation accuracy)")
-    p.add_argument("--run", dest="run_dir", help="use this run folder")
+    cli.add_run_arguments(p, "use", default=f"{cli.BEST_RUN}, else the model shipped in the package")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     cli.add_common_arguments(p, threads=False)
     return p
@@ -38,5 +36,5 @@ def main(argv=None) -> int:
             print(result["note"], file=sys.stderr)
         print(json.dumps(result) if args.json else format_result(result))
 
-    return cli.run(args, predict)
+    return cli.execute(args, predict)
 

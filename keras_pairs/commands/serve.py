@@ -24,9 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--model", help="the .tflite file the API runs (the page runs <arch>_web.tflite "
                                        "beside it)")
-    which.add_argument("--run", help="serve this run folder's export/ (e.g. saved_models/v5)")
-    p.add_argument("--models-dir", default="saved_models",
-                   help="without --model/--run: serve the run here exported most recently (default saved_models)")
+    cli.add_run_arguments(p, "serve the export/ of", arch=False, run_group=which, without="--model/--run",
+                          default="the run here exported most recently (deployable ones first), else the "
+                                  "model shipped in the package")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--node-modules", type=Path, default=ROOT / "node_modules",
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
         from keras_pairs.server.app import Limits, serve
 
         limits = Limits(upload_seconds=args.timeout, request_seconds=args.timeout, max_concurrent=args.max_concurrent)
-        serve(args.model, args.run, args.models_dir, args.host, args.port, args.node_modules, args.cors, limits)
+        serve(args.model, args.run_dir, args.models_dir, args.host, args.port, args.node_modules, args.cors, limits)
 
-    return cli.run(args, serve, tensorflow=False)  # the server runs LiteRT only
+    return cli.execute(args, serve, tensorflow=False)  # the server runs LiteRT only
 

@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("archs", nargs="+", metavar="ARCH", help="architectures whose exported int8 files to time")
-    p.add_argument("--models-dir", default="saved_models", help="root of the run folders (default saved_models)")
+    cli.add_run_arguments(p, "time", default=None, arch=False, run=False)  # the positional ARCHs name the runs
     p.add_argument("--threads", type=cli.positive_int, default=2, help="interpreter threads (default 2)")
     p.add_argument("--output", help="write speed.json, speed_table.md and machine.json to this folder")
     cli.add_common_arguments(p, threads=False)
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     def speed():
         from keras_pairs import machine
         from keras_pairs.export.speed import compare_exports, format_speed_table
-        from keras_pairs.runs import staged_folder, write_json
+        from keras_pairs.files import staged_folder, write_json
 
         result = compare_exports(args.archs, args.models_dir, threads=args.threads)
         table = format_speed_table(result)
@@ -45,4 +45,4 @@ def main(argv=None) -> int:
                 machine.write(work, result.machine)
             print(f"figures in {args.output}/speed.json, speed_table.md and machine.json")
 
-    return cli.run(args, speed)
+    return cli.execute(args, speed)

@@ -30,5 +30,5 @@ def main(argv=None) -> int:
 
         print(cli.format_training(train_and_evaluate(cli.train_config(args))))
 
-    return cli.run(args, train)
+    return cli.execute(args, train)
 

@@ -1,12 +1,12 @@
 """Independent jobs (the reproduction's rounds, the grid search's folds) run in this process or as
-Dask tasks; each finished job is kept on disk, so a stopped run resumes (docs/distributed.md).
+Dask tasks; each finished job is kept on disk, so a stopped command resumes (docs/distributed.md).
 
 ``run_jobs(fn, jobs, cluster, store, shared)`` returns ``fn(job, **shared)`` for every job, in job
 order. ``fn`` is a module-level function (workers import it by name) that depends only on its
 arguments, so any process may run any job. ``Cluster`` says where: serially here (Dask is not even
 imported), ``workers`` processes of a ``LocalCluster`` on 127.0.0.1 started and closed here, or a
 running ``scheduler``. Dask re-runs a job whose worker died (``allowed-failures``) and a job that
-raised once (``RETRIES``); what still fails ends the run with ``JobsFailed`` naming each job.
+raised once (``RETRIES``); what still fails ends ``run_jobs`` with ``JobsFailed`` naming each job.
 ``kept_jobs`` is the store: a folder beside the output named after a hash of the settings.
 """
 
@@ -64,9 +64,10 @@ def cluster_from_flags(workers: int | None = None, scheduler: str | None = None,
     return cluster
 
 
-def run_conditions(cluster: Cluster) -> dict:
-    """What the numbers depend on beyond the caller's settings: library versions and the jobs'
-    intra-op threads (0: TensorFlow's default)."""
+def job_conditions(cluster: Cluster) -> dict:
+    """What the jobs' numbers depend on beyond the caller's settings (so part of the settings that
+    name their store, ``kept_jobs``): library versions and the jobs' intra-op threads (0:
+    TensorFlow's default)."""
     import keras
     import tensorflow as tf
 
@@ -90,8 +91,8 @@ def _key(job: dict) -> str:
 
 @contextlib.contextmanager
 def kept_jobs(output: str, settings: dict, fresh: bool = False):
-    """Yields the store of a run of ``settings`` writing ``output``: ``.<name>.jobs-<hash>`` beside
-    it, one pickle per finished job. Other settings get another store, so runs never mix;
+    """Yields the store of the jobs of ``settings`` writing ``output``: ``.<name>.jobs-<hash>`` beside
+    it, one pickle per finished job. Other settings get another store, so their jobs never mix;
     ``fresh`` empties it first. Removed when the block (that writes the results) completes."""
     text = json.dumps(settings, sort_keys=True, default=str)
     parent, name = os.path.split(os.path.abspath(output))
@@ -179,7 +180,7 @@ def run_on_worker(job: dict, fn: Callable, threads: int, **shared):
     else in the process may draw from it meanwhile. Dask's event-loop thread does when it sizes a
     container of over 10 items (``dask.sizeof`` samples it): every message it sends, unless
     ``distributed.comm.offload`` is off (QUIET_COMM), and every dict or list result. So both are
-    refused here: otherwise rounds would differ from the serial run's by chance.
+    refused here: otherwise rounds would differ from the serial loop's by chance.
     """
     import dask
     import tensorflow as tf

@@ -24,7 +24,10 @@ import os
 import shutil
 from dataclasses import dataclass
 
-from .. import runs
+import keras
+
+from .. import files, runs
+from ..config import ArchConfig
 from ..cost import deploy_budget, multiply_adds_per_pair
 from ..data import Mnist
 from ..errors import UserError
@@ -97,12 +100,32 @@ def export_run(cfg: ExportConfig, mnist: Mnist | None = None) -> ExportResult:
     pairs = runs.run_pairs(run, mnist)
     log.info("pairs: %d training (calibration / fine-tuning), %d test (verification), seed %d",
              len(pairs.fit), len(pairs.test), run.config["seed"])
-    with runs.staged_folder(os.path.join(run.path, EXPORT_DIR)) as work:
-        result = _export(cfg, run, why, model, arch, mean, std, pairs, work)
+    with files.staged_folder(os.path.join(run.path, EXPORT_DIR)) as work:
+        result = _export(ExportJob(cfg=cfg, run=run, why=why, model=model, arch=arch, mean=mean, std=std,
+                                   pairs=pairs, work=work))
     return dataclasses.replace(result, export_dir=os.path.join(run.path, EXPORT_DIR))
 
 
-def _export(cfg, run, why, model, arch, mean, std, pairs, work) -> ExportResult:
+@dataclass(frozen=True)
+class ExportJob:
+    """One export under way: what ``export_run`` chose and loaded, and the folder it writes into."""
+
+    cfg: ExportConfig
+    run: runs.Run  # the run folder exported
+    why: str  # why that run (runs.resolve_run: named by --run / --arch, or the best by validation)
+    model: keras.Model  # its model.keras
+    arch: ArchConfig  # its architecture (config.json)
+    mean: float  # its normalisation (config.json): the exported graphs normalise raw pixels with it
+    std: float
+    pairs: runs.RunPairs  # the selected round's pairs: training pairs calibrate, test pairs verify
+    work: str  # the staged export folder, swapped in as <run>/export/ when complete
+
+
+def _export(job: ExportJob) -> ExportResult:
+    """Writes and verifies every artifact of ``job`` into ``job.work``; returns export.json's content."""
+    # Local names for the fields, as the steps below read them.
+    cfg, run, why, model, arch, mean, std, pairs, work = (
+        job.cfg, job.run, job.why, job.model, job.arch, job.mean, job.std, job.pairs, job.work)
     multiply_adds = multiply_adds_per_pair(arch)
     pruning = qat = None
     if cfg.prune:
@@ -145,7 +168,7 @@ def _export(cfg, run, why, model, arch, mean, std, pairs, work) -> ExportResult:
         test_pairs=len(pairs.test), multiply_adds_per_pair=multiply_adds, deployable=multiply_adds <= deploy_budget(),
         rows=tuple(rows), table=format_table(rows), notes=tuple(quantization_notes(rows) + skipped),
         signatures=signature_doc(model.output_names), pruning=pruning, qat=qat)
-    runs.write_json(os.path.join(work, "export.json"), result.to_dict())
+    files.write_json(os.path.join(work, "export.json"), result.to_dict())
     with open(os.path.join(work, "export_table.md"), "w") as f:
         f.write(result.table + "\n\n" + "".join(f"- {n}\n" for n in result.notes))
     for name in os.listdir(work):

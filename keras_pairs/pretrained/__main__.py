@@ -30,8 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import cli
-from ..cli import native_stderr_silenced
 from ..errors import FailedCheck, UserError
+from ..files import staged_folder, write_json
 from ..results import ExportResult
 from . import ARCH, DIR
 
@@ -67,9 +67,6 @@ def refresh(work: Path) -> dict:
 
 def install(run_dir: Path) -> dict:
     """Copies an exported run into the package with its provenance.json; returns the provenance."""
-    with native_stderr_silenced(True):  # TensorFlow's start-up lines (runs imports Keras)
-        from ..runs import staged_folder, write_json
-
     export_dir = run_dir / "export"
     missing = [str(p) for p in [*(run_dir / f for f in RUN_FILES), *(export_dir / f for f in EXPORT_FILES)]
                if not p.is_file()]
@@ -140,7 +137,7 @@ def main(argv=None) -> int:
                 info = refresh(Path(work))
         print(f"installed {DIR}: {100 * info['test_pair_accuracy']:.2f} % of its {info['test_pairs']} test pairs")
 
-    return cli.run(args, make, tensorflow=False)  # the training runs in child processes
+    return cli.execute(args, make, tensorflow=False)  # the training runs in child processes
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     rows = []
     with machine.timed_machine("server benchmark") as state:
         for batch in (int(b) for b in args.batches.split(",")):
-            latencies, errors, seconds = run(urlsplit(args.url).netloc, _body(batch), args.clients, args.requests)
+            latencies, errors, seconds = measure(urlsplit(args.url).netloc, _body(batch), args.clients, args.requests)
             p50, p99 = np.percentile(latencies, [50, 99]) * 1000 if latencies else (float("nan"),) * 2
             rows.append({"pairs_per_request": batch, "requests_per_s": len(latencies) / seconds,
                          "pairs_per_s": batch * len(latencies) / seconds, "p50_ms": p50, "p99_ms": p99,
@@ -60,8 +60,9 @@ def main(argv=None) -> int:
     return 1 if any(r["errors"] for r in rows) else 0
 
 
-def run(host: str, body: bytes, clients: int, requests: int) -> tuple[list[float], int, float]:
-    """-> (latencies in seconds of the successful requests, failed requests, wall seconds)."""
+def measure(host: str, body: bytes, clients: int, requests: int) -> tuple[list[float], int, float]:
+    """``clients`` concurrent clients send ``requests`` requests each: (latencies in seconds of the
+    successful requests, failed requests, wall seconds)."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()

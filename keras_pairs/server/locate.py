@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import pretrained
+from ..config import DEFAULT_MODELS_DIR
 from ..errors import UserError
 from ..results import ExportResult
 
@@ -43,7 +44,7 @@ class ModelFiles:
 
 
 def find_model_files(model: str | None = None, run: str | None = None,
-                     models_dir: str = "saved_models") -> ModelFiles:
+                     models_dir: str = DEFAULT_MODELS_DIR) -> ModelFiles:
     """--model FILE, else --run DIR, else the most recently exported run under models_dir."""
     if model:
         path = Path(model)

@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         result = screenshot(args.output)
         print(f"wrote {args.output}: P(A <= B) = {result['prob_a_le_b']:.3f}")
 
-    return cli.run(args, shoot, tensorflow=False)
+    return cli.execute(args, shoot, tensorflow=False)
 
 
 if __name__ == "__main__":
