@@ -4,8 +4,8 @@ A development round (seed 1000, 1001, ...: seeds no benchmark uses) draws the st
 pairs of its seed, trains the teacher (siamese-prob-aug-tta-x2) ONCE on them, then fits every
 student variant on the same 900 pairs with the same seed: alone on the labels or distilled from that
 teacher, with or without mixup, on the student's schedule or a patient one. Every model is scored
-on pairs of train-split digits the round did not draw (5,000 pairs of ~3,000 digits on the default
-data); the test split is never loaded into a pair. Each row also says how often the student's pair
+on pairs of train-split digits the round did not draw (5,000 pairs of the ~500 such digits of the
+default data's 2,500-digit train pool; other seeds draw other digits); the test split is never loaded into a pair. Each row also says how often the student's pair
 decision agrees with the teacher's there (the fidelity Beyer et al. log).
 
 Since every variant of a round shares its training digits and its teacher, variants are compared by
@@ -13,8 +13,8 @@ their paired differences: the mean over seeds of (variant - reference) and its s
 Rows are written as each training ends; ``--append`` adds seeds or variants to the same file, and
 ``--summary`` prints the paired table of a file without training.
 
-    python research/distillation.py --seeds 1000 1001 1002 1003 1004 1005 1006 1007 \
-        --variants distilled "patient distilled + mixup" --output results/research/patient-distillation.csv
+    python research/distillation.py --variants distilled "patient distilled + mixup"
+    python research/distillation.py --variants alone "patient distilled" --append
     python research/distillation.py --summary results/research/patient-distillation.csv --reference distilled
 """
 

@@ -25,6 +25,7 @@ PARAMS = {
     "ablate-prob-aug-pairs": 141418, "siamese-prob-aug-x3": 424254, "siamese-prob-aug-tta": 141418,
     "siamese-prob-aug-tta-x2": 579028,  # 2 encoders of 5 convolutions
     "siamese-prob-distilled": 141418,  # siamese-prob-aug's encoder; no teacher inside
+    "siamese-prob-patient": 141418,  # the same network, on a longer schedule
 }
 # Reloaded in a fresh process by the default suite: one of each head family; the slow test does all.
 RELOAD_FAST = ("baseline", "siamese10", "v5", "siamese-prob-aug-tta")

