@@ -1,7 +1,7 @@
-"""The trained model shipped inside the package: siamese-prob-distilled, so that `predict.py` and
+"""The trained model shipped inside the package: siamese-prob-patient (the deployable student), so that `predict.py` and
 `serve.py` answer right after installing, before anything is trained.
 
-    keras_pairs/pretrained/siamese-prob-distilled/
+    keras_pairs/pretrained/siamese-prob-patient/
       config.json, metrics.json, model.keras     a run folder as train.py writes it (one round, seed 0)
       export/export.json, export/*.tflite        what `export.py --tflite` wrote and verified for it
       provenance.json                            the commands, commit, seed, data and test accuracy
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-ARCH = "siamese-prob-distilled"
+ARCH = "siamese-prob-patient"
 DIR = Path(__file__).resolve().parent / ARCH
 
 

