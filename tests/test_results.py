@@ -7,11 +7,11 @@ import os
 import pytest
 
 from conftest import ROOT
-from keras_pairs import results
+from keras_pairs import pretrained, results
 from keras_pairs.results import (ExportResult, Normalisation, Round, RoundsSummary, RunResult, Scores, SpeedResult,
                                  Summary, TeacherResult, Trial)
 
-SHIPPED = os.path.join(ROOT, "keras_pairs", "pretrained", "siamese-prob-distilled")
+SHIPPED = str(pretrained.DIR)
 
 
 def _round(**kw) -> Round:

@@ -1,7 +1,7 @@
 """Serving: `python serve.py` as a real process on 127.0.0.1, its TF Serving REST API over HTTP, and
 its page in a real headless Chromium (Playwright) with the model running in LiteRT.js.
 
-The server serves the model shipped in the package (keras_pairs/pretrained: siamese-prob-distilled,
+The server serves the model shipped in the package (keras_pairs/pretrained: siamese-prob-patient,
 trained once and committed), so nothing is trained here; one slow test serves a run trained and
 exported through the command-line interface. Answers are compared with ai-edge-litert in this process
 on the same files: the API's exactly (1e-6), the page's within 1e-4 (another LiteRT build, in wasm).
