@@ -66,6 +66,6 @@ def test_train_config_is_strict():
     with pytest.raises(ValueError, match="strategy 'tpu'"):
         config.TrainConfig(arch=arch, strategy="tpu").validate()
     with pytest.raises(ValueError, match="early stopping needs validation pairs"):
-        config.TrainConfig(arch=arch, val_fraction=0.0, patience=3).validate()
+        config.TrainConfig(arch=arch, protocol=config.Protocol(val_fraction=0.0, patience=3)).validate()
     with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\)"):
-        config.TrainConfig(arch=arch, val_fraction=1.0).validate()
+        config.TrainConfig(arch=arch, protocol=config.Protocol(val_fraction=1.0)).validate()
