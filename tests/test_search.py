@@ -85,3 +85,16 @@ def test_search_cli_rejects_bad_grid(capsys):
 
     assert search_cli.main(["--arch", "v5", "--grid", "momentum=0.9"]) == 2
     assert "unknown hyperparameter" in capsys.readouterr().err
+
+
+def test_search_config_is_strict():
+    with pytest.raises(ValueError, match="unknown preset 'reportC'"):
+        search.SearchConfig(preset="reportC").validate()
+    with pytest.raises(ValueError, match="both an architecture and a grid"):
+        search.SearchConfig(arch="v5").validate()
+    with pytest.raises(ValueError, match="nb_train must be >= 1"):
+        search.SearchConfig(preset="reportB", protocol=Protocol(nb_train=0)).validate()
+    preset = search.SearchConfig(preset="reportB").validate()  # the preset fills what is not given
+    assert (preset.arch_name, preset.nb_folds, preset.output_dir) == (
+        grids.PRESETS["reportB"]["arch"], grids.PRESETS["reportB"]["folds"],
+        os.path.join("results", "search", f"reportB-{grids.PRESETS['reportB']['arch']}"))
