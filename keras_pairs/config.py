@@ -243,16 +243,6 @@ def with_overrides(cfg: ArchConfig, **overrides: typing.Any) -> ArchConfig:
     return replace(cfg, **clean).validate()
 
 
-def check_validation(val_fraction: float, patience: int | None) -> None:
-    """Rejects a validation share outside [0, 1) and early stopping without validation pairs."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if patience is not None and patience < 1:
-        raise UserError(f"patience must be >= 1, got {patience}")
-    if patience is not None and val_fraction == 0:
-        raise UserError("early stopping needs validation pairs: set val_fraction > 0 or patience None")
-
-
 @dataclass(frozen=True)
 class Protocol:
     """The course protocol: which digits, how many pairs, which seed, what is held out.
@@ -287,7 +277,12 @@ class Protocol:
         for name in ("nb_train", "nb_test"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        check_validation(self.val_fraction, self.patience)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise UserError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.patience is not None and self.patience < 1:
+            raise UserError(f"patience must be >= 1, got {self.patience}")
+        if self.patience is not None and self.val_fraction == 0:
+            raise UserError("early stopping needs validation pairs: set val_fraction > 0 or patience None")
         return self
 
     def to_dict(self) -> dict:
