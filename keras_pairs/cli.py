@@ -187,8 +187,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                           epochs=args.epochs, batch_size=args.batch_size,
                           learning_rate=args.learning_rate, optimizer=args.optimizer)
     return TrainConfig(
-        arch=arch, protocol=protocol(args), rounds=args.rounds, output=args.output, tensorboard=args.tensorboard,
-        mixed_precision=args.mixed_precision, strategy=args.strategy, save=not args.no_save, verbose=args.verbose).validate()
+        arch=arch, protocol=protocol(args), rounds=args.rounds, output=args.output,
+        tensorboard=args.tensorboard, mixed_precision=args.mixed_precision, strategy=args.strategy,
+        save=not args.no_save, verbose=args.verbose).validate()
 
 
 def format_training(result) -> str:
