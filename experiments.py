@@ -31,20 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=cli.positive_int, default=10,
                         help="rounds per architecture, fresh pairs and initialisation each (default 10)")
     parser.add_argument("--epochs", type=cli.positive_int, help="epochs per round (default: the architecture's)")
-    parser.add_argument("--data", default="auto", help="MNIST source, as train.py (default auto)")
-    parser.add_argument("--seed", type=int, default=0, help="round r uses seed + r (default 0)")
-    parser.add_argument("--train-pairs", type=cli.positive_int, default=1000)
-    parser.add_argument("--test-pairs", type=cli.positive_int, default=1000)
-    parser.add_argument("--val-fraction", type=float, default=0.1,
-                        help="share of the training pairs held out as validation pairs (default 0.1, as "
-                             "train.py); 0 trains on all of them when nothing is chosen on validation")
-    parser.add_argument("--patience", type=cli.positive_int, default=None, metavar="N",
-                        help="early stopping on validation pair accuracy with patience N (default off, as train.py)")
     parser.add_argument("--output", default="results/reproduction", help="results folder")
     parser.add_argument("--test-curves", choices=TEST_CURVES, default="figures",
                         help="per-epoch test scoring for the plots only (default: the architectures "
                              "whose report figure shows test curves)")
     parser.add_argument("--no-figures", action="store_true", help="write tables only")
+    cli.add_protocol_arguments(parser)
     cli.add_cluster_arguments(parser, "rounds")
     cli.add_common_arguments(parser)
     return parser
@@ -60,10 +52,8 @@ def main(argv=None) -> int:
         from keras_pairs.tables import markdown_table
 
         doc = run_experiments(ExperimentConfig(
-            archs=tuple(args.archs), rounds=args.rounds, epochs=args.epochs, data=args.data,
-            seed=args.seed, nb_train=args.train_pairs, nb_test=args.test_pairs,
-            val_fraction=args.val_fraction, patience=args.patience, output=args.output,
-            test_curves=args.test_curves),
+            archs=tuple(args.archs), rounds=args.rounds, epochs=args.epochs, protocol=cli.protocol(args),
+            output=args.output, test_curves=args.test_curves),
             cluster=cluster_from_flags(args.workers, args.scheduler, args.intra_op_threads, args.verbose),
             fresh=args.fresh)
         print(markdown_table(doc))

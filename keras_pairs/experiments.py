@@ -41,7 +41,7 @@ import tensorflow as tf
 
 from . import files, machine
 from .architectures import get_arch, resolve_archs
-from .config import TEST_CURVES, ArchConfig, check_validation
+from .config import TEST_CURVES, ArchConfig, Protocol
 from .data import Mnist, PairSet, load_mnist, prepare_round
 from .distributed import Cluster, clock, kept_jobs, job_conditions, run_jobs
 from .errors import UserError
@@ -65,12 +65,7 @@ class ExperimentConfig:
       archs: architecture names or sets (``architectures.resolve_archs``).
       rounds: independent rounds per architecture (report A used 10, report B 20).
       epochs: epochs per round (None = the architecture's).
-      data: MNIST source (see keras_pairs.data).
-      seed: round r uses seed + r, as train.py.
-      nb_train / nb_test: pairs per set (course protocol: 1000 / 1000).
-      val_fraction: share of the training pairs held out as validation pairs (as train.py); 0 trains
-        on all of them (nothing is then scored on validation pairs).
-      patience: early stopping on validation pair accuracy (None = every epoch, the default).
+      protocol: data, seed, pair counts, validation share and patience, as train.py (``config.Protocol``).
       output: results folder (written atomically: a temporary sibling swapped in at the end).
       test_curves: score the test pairs at each epoch end, for the figures only: "figures"
         (FIGURE_ARCHS), "all" or "none". Each costs ~1-2 s per round.
@@ -79,18 +74,13 @@ class ExperimentConfig:
     archs: tuple[str, ...]
     rounds: int = 10
     epochs: int | None = None
-    data: str = "auto"
-    seed: int = 0
-    nb_train: int = 1000
-    nb_test: int = 1000
-    val_fraction: float = 0.1
-    patience: int | None = None
+    protocol: Protocol = Protocol()
     output: str = "results/reproduction"
     test_curves: str = "figures"
 
     def validate(self) -> "ExperimentConfig":
         resolve_archs(self.archs)
-        check_validation(self.val_fraction, self.patience)
+        self.protocol.validate()
         if self.test_curves not in TEST_CURVES:
             raise UserError(f"test_curves must be one of {TEST_CURVES}, got {self.test_curves!r}")
         if self.rounds < 1:
@@ -102,7 +92,12 @@ class ExperimentConfig:
         return dataclasses.replace(cfg, epochs=self.epochs).validate() if self.epochs else cfg
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """results.json's "settings": the protocol's fields flat, where they were before Protocol
+        existed (archs, rounds, epochs, data, seed, nb_train, ..., output, test_curves)."""
+        d = dataclasses.asdict(self)
+        del d["protocol"]
+        head = {k: d.pop(k) for k in ("archs", "rounds", "epochs")}
+        return {**head, **self.protocol.to_dict(), **d}
 
 
 class TestCurve(keras.callbacks.Callback):
@@ -147,10 +142,11 @@ def run_round(round_model: RoundModel, exp: ExperimentConfig, mnist: Mnist, r: i
     process may run any round.
     """
     arch = round_model.arch
-    seed = exp.seed + r
-    data = prepare_round(mnist, exp.nb_train, exp.nb_test, exp.val_fraction, seed)
+    protocol = exp.protocol
+    seed = protocol.seed + r
+    data = prepare_round(mnist, protocol.nb_train, protocol.nb_test, protocol.val_fraction, seed)
     curve = TestCurve(round_model, data.test) if wants_test_curve(arch, exp) else None
-    done, out = train_round(round_model, data, seed, [curve] if curve else [], exp.patience)
+    done, out = train_round(round_model, data, seed, [curve] if curve else [], protocol.patience)
     confusion = comparator = None
     if arch.predicts_digits:
         confusion = (confusion_matrix(data.test.classes[:, 0], out["digit_a"].argmax(-1))
@@ -215,7 +211,7 @@ def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress:
     cluster = cluster or Cluster()
     archs = [exp.arch(name) for name in resolve_archs(exp.archs)]
     tf.config.experimental.enable_op_determinism()
-    mnist = mnist or load_mnist(exp.data)
+    mnist = mnist or load_mnist(exp.protocol.data)
     jobs = [{"arch": arch.name, "round": r} for arch in archs for r in range(exp.rounds)]
     settings = {"kind": "experiments", "data": mnist.describe(), **job_conditions(cluster),
                 **{k: v for k, v in exp.to_dict().items() if k != "output"}}

