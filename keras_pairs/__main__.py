@@ -14,6 +14,7 @@ def main(argv=None) -> int:
         print(f"usage: keras-pairs COMMAND [flags]   (COMMAND --help for its flags)\n\ncommands:\n{listing}",
               file=sys.stderr if argv else sys.stdout)
         return 2 if argv and argv[0] not in ("-h", "--help") else 0
+    sys.argv[0] = f"keras-pairs {argv[0]}"  # argparse's usage line names the command, not __main__.py
     return importlib.import_module(f"keras_pairs.commands.{argv[0]}").main(argv[1:])
 
 

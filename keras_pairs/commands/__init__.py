@@ -8,6 +8,8 @@ COMMANDS maps each name to its module; ``keras_pairs.__main__`` dispatches to it
 
 COMMANDS = {
     "train": "train a model for N rounds and write its run folder",
+    "experiments": "architectures x N rounds: the reports' tables and figures, or any benchmark",
+    "search": "grid search with k-fold cross-validation on the training pairs",
     "export": "export a trained run: SavedModel and verified TFLite files",
     "predict": "is digit A <= digit B? two pictures through a trained model",
     "serve": "the page and TF Serving's REST API",
