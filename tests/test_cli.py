@@ -141,9 +141,9 @@ def test_one_entry_point_lists_and_runs_every_command(capsys):
 
 
 def test_the_protocol_flags_are_declared_once_for_train_experiments_and_search():
-    import experiments as experiments_cli
-    import search as search_cli
     from keras_pairs import cli
+    from keras_pairs.commands import experiments as experiments_cli
+    from keras_pairs.commands import search as search_cli
     from keras_pairs.commands import train
     from keras_pairs.config import Protocol
 
