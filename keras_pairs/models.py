@@ -18,6 +18,10 @@ on tf_keras models. Both get the same layers with the same names from this one d
 ops between layers come from ``_ops(K)``. A test (tests/test_tfmot_twin.py) builds every
 architecture the child supports both ways and compares their outputs on the same weights.
 
+Every random layer takes its seed from ``LayerSeeds``, drawn from the round's seed alone: code
+that draws from Python's global ``random`` between seeding and building (a Dask worker's own threads
+do) cannot move a round's initial weights, dropout or augmentation.
+
 Under a mixed-precision policy the layers compute in float16 but every probability layer (the
 softmaxes and the outputs) is float32, as Keras' mixed-precision guide prescribes: a float16
 softmax and the sums of P(a <= b) would lose precision.
@@ -25,6 +29,7 @@ softmax and the sums of P(a <= b) would lose precision.
 
 from __future__ import annotations
 
+import random
 import types
 
 import keras
@@ -41,8 +46,32 @@ AUGMENT_ZOOM = 0.1
 AUGMENT_LAYERS = ("augment_shift", "augment_rotate", "augment_zoom")  # their names, in order
 
 
+class LayerSeeds:
+    """The seeds of one model's random layers (kernel initialisers, dropout, augmentation), in build
+    order, from a generator of the model's own.
+
+    Without a seed a Keras layer draws one from Python's global ``random`` (``randint(1, 10**9)``),
+    which any other code in the process may draw from too. ``random.Random(seed)`` gives the very
+    numbers ``random.seed(seed)`` would, in the same order, so a model keeps the initial weights
+    it had when Keras drew them, and nothing outside can move them. ``seed=None``: Keras' own
+    draws (the tf_keras twin, whose weights are copied in anyway).
+    """
+
+    def __init__(self, seed: int | None = None):
+        self._rng = None if seed is None else random.Random(seed)
+
+    def next(self) -> int | None:
+        """The next layer's seed (None without a model seed)."""
+        return None if self._rng is None else self._rng.randint(1, int(1e9))
+
+    def kernel(self, K=keras):
+        """A Glorot-uniform kernel initialiser (every layer's default) with the next seed."""
+        seed = self.next()
+        return "glorot_uniform" if seed is None else K.initializers.GlorotUniform(seed=seed)
+
+
 def build_encoder(enc: EncoderConfig, in_channels: int, out_units: int, name: str,
-                  background: float = 0.0, K=keras) -> keras.Model:
+                  background: float = 0.0, K=keras, seeds: LayerSeeds | None = None) -> keras.Model:
     """Builds the convolutional body as its own named model.
 
     Args:
@@ -53,6 +82,7 @@ def build_encoder(enc: EncoderConfig, in_channels: int, out_units: int, name: st
       background: the normalised value of a black pixel; augmentation fills with it (inputs are
         normalised, so black is not 0 and filling with 0 would draw a grey frame).
       K: the Keras module to build with (``keras``, or ``tf_keras`` for the QAT child).
+      seeds: the model's ``LayerSeeds`` (None: Keras draws them).
 
     Returns:
       A ``K.Model`` mapping 14x14xC images to ``[features, logits]``: ``features`` is the
@@ -60,17 +90,19 @@ def build_encoder(enc: EncoderConfig, in_channels: int, out_units: int, name: st
       linear layer (with ReLU where report A writes one).
     """
     L = K.layers
+    seeds = seeds or LayerSeeds()
     inputs = K.Input((14, 14, in_channels), name="image")
     x = inputs
     if enc.augment:
         x = L.RandomTranslation(AUGMENT_SHIFT, AUGMENT_SHIFT, fill_mode="constant",
-                                fill_value=background, name=AUGMENT_LAYERS[0])(x)
+                                fill_value=background, seed=seeds.next(), name=AUGMENT_LAYERS[0])(x)
         x = L.RandomRotation(AUGMENT_ROTATION, fill_mode="constant", fill_value=background,
-                             name=AUGMENT_LAYERS[1])(x)
+                             seed=seeds.next(), name=AUGMENT_LAYERS[1])(x)
         x = L.RandomZoom(AUGMENT_ZOOM, fill_mode="constant", fill_value=background,
-                         name=AUGMENT_LAYERS[2])(x)
+                         seed=seeds.next(), name=AUGMENT_LAYERS[2])(x)
     for i, (filters, kernel, pool) in enumerate(zip(enc.conv_filters, enc.conv_kernels, enc.conv_pools)):
-        x = L.Conv2D(filters, kernel, padding=enc.padding, name=f"conv{i + 1}")(x)
+        x = L.Conv2D(filters, kernel, padding=enc.padding, kernel_initializer=seeds.kernel(K),
+                     name=f"conv{i + 1}")(x)
         # block_order names the layers after each convolution, in order ("conv_" + steps).
         for step in enc.block_order.split("_")[1:]:
             if step == "pool" and pool > 1:
@@ -81,22 +113,23 @@ def build_encoder(enc: EncoderConfig, in_channels: int, out_units: int, name: st
                 x = L.BatchNormalization(momentum=enc.bn_momentum, name=f"bn{i + 1}")(x)
     x = L.Flatten(name="flatten")(x)
     if enc.dropout:
-        x = L.Dropout(enc.dropout, name="dropout0")(x)
+        x = L.Dropout(enc.dropout, seed=seeds.next(), name="dropout0")(x)
     for i, units in enumerate(enc.hidden_units):
-        x = L.Dense(units, name=f"fc{i + 1}")(x)
+        x = L.Dense(units, kernel_initializer=seeds.kernel(K), name=f"fc{i + 1}")(x)
         x = L.ReLU(name=f"fc{i + 1}_relu")(x)
         if enc.hidden_batchnorm:
             x = L.BatchNormalization(momentum=enc.bn_momentum, name=f"fc{i + 1}_bn")(x)
         if enc.dropout:
-            x = L.Dropout(enc.dropout, name=f"dropout{i + 1}")(x)
+            x = L.Dropout(enc.dropout, seed=seeds.next(), name=f"dropout{i + 1}")(x)
     features = x
-    logits = L.Dense(out_units, name="logits")(x)
+    logits = L.Dense(out_units, kernel_initializer=seeds.kernel(K), name="logits")(x)
     if enc.output_relu:
         logits = L.ReLU(name="logits_relu")(logits)
     return K.Model(inputs, [features, logits], name=name)
 
 
-def build_model(arch: ArchConfig, background: float = 0.0, K=keras, encoders=None) -> keras.Model:
+def build_model(arch: ArchConfig, background: float = 0.0, K=keras, encoders=None,
+                seed: int | None = None) -> keras.Model:
     """Builds the model of one architecture.
 
     Args:
@@ -106,6 +139,8 @@ def build_model(arch: ArchConfig, background: float = 0.0, K=keras, encoders=Non
       K: the Keras module to build with (``keras``, or ``tf_keras`` for the QAT child).
       encoders: digit encoders to build around (siamese models: one per ensemble member; the QAT
         child passes its quantized encoder); None builds them.
+      seed: the seed of every random layer (``LayerSeeds``); None: Keras draws them from Python's
+        global ``random``.
 
     Returns:
       A functional ``K.Model`` named after the architecture with a dict of named outputs.
@@ -113,14 +148,15 @@ def build_model(arch: ArchConfig, background: float = 0.0, K=keras, encoders=Non
       "digit_encoder_1", ...), each called on both digits: the weights are shared.
     """
     arch.validate()
+    seeds = LayerSeeds(seed)
     pairs = K.Input(INPUT_SHAPE, name="pairs")
     if not arch.siamese:
-        body = build_encoder(arch.encoder, 2, 2, name="pair_cnn", background=background, K=K)
+        body = build_encoder(arch.encoder, 2, 2, name="pair_cnn", background=background, K=K, seeds=seeds)
         _, logits = body(pairs)
         return K.Model(pairs, {"pair": _softmax("pair", K)(logits)}, name=arch.name)
 
-    digit_a, digit_b, feats, logits, members = digit_probabilities(arch, pairs, background, encoders, K)
-    outputs = siamese_outputs(arch, digit_a, digit_b, feats, logits, K)
+    digit_a, digit_b, feats, logits, members = digit_probabilities(arch, pairs, background, encoders, K, seeds)
+    outputs = siamese_outputs(arch, digit_a, digit_b, feats, logits, K, seeds)
     if arch.ensemble > 1:  # each member trains on its own losses: independent members
         for k, (member_a, member_b) in enumerate(members):
             outputs[f"digit_a_{k}"] = _identity(f"digit_a_{k}", K)(member_a)
@@ -184,7 +220,8 @@ def loss_weights(arch: ArchConfig) -> dict[str, float]:
     return weights
 
 
-def digit_probabilities(arch: ArchConfig, pairs, background: float, encoders=None, K=keras):
+def digit_probabilities(arch: ArchConfig, pairs, background: float, encoders=None, K=keras,
+                        seeds: LayerSeeds | None = None):
     """Both digits' probabilities, averaged over the ensemble members.
 
     Builds the encoders (one per ensemble member, each applied to both digits) unless given.
@@ -198,7 +235,7 @@ def digit_probabilities(arch: ArchConfig, pairs, background: float, encoders=Non
     if encoders is None:
         # ONE encoder object per ensemble member, applied to both digits: shared weights.
         encoders = [build_encoder(arch.encoder, 1, 10, name="digit_encoder" + (f"_{k}" if k else ""),
-                                  background=background, K=K) for k in range(arch.ensemble)]
+                                  background=background, K=K, seeds=seeds) for k in range(arch.ensemble)]
     members, first = [], None
     # Each digit's channel as [:, :, :, i:i+1]: tf_keras cannot serialise the `...` slice.
     for k, encoder in enumerate(encoders):
@@ -223,10 +260,12 @@ def average_members(probs_a: list, probs_b: list, K=keras):
             K.layers.Average(name="digit_b", dtype="float32")(probs_b))
 
 
-def siamese_outputs(arch: ArchConfig, digit_a, digit_b, feats, logits, K=keras) -> dict:
+def siamese_outputs(arch: ArchConfig, digit_a, digit_b, feats, logits, K=keras,
+                    seeds: LayerSeeds | None = None) -> dict:
     """The named outputs of a siamese model from its digit probabilities (and, for the heads
     with weights, the first member's features and logits)."""
     L = K.layers
+    seeds = seeds or LayerSeeds()
     outputs = {}
     head = arch.head
     if head in DIGIT_HEADS:
@@ -247,10 +286,11 @@ def siamese_outputs(arch: ArchConfig, digit_a, digit_b, feats, logits, K=keras) 
             x = L.Concatenate(name="concat_probs")([digit_a, digit_b])
         elif head == "digits_mlp":
             x = L.Concatenate(name="concat_digits")([la, lb])
-            x = L.Dense(arch.head_units, activation="relu", name="head_hidden")(x)
+            x = L.Dense(arch.head_units, activation="relu", kernel_initializer=seeds.kernel(K),
+                        name="head_hidden")(x)
         else:  # pragma: no cover - validate() rejects unknown heads
             raise ValueError(head)
-        pair_logits = L.Dense(2, name="pair_logits")(x)
+        pair_logits = L.Dense(2, kernel_initializer=seeds.kernel(K), name="pair_logits")(x)
         if arch.pair_relu:
             pair_logits = L.ReLU(name="pair_logits_relu")(pair_logits)
         outputs["pair"] = _softmax("pair", K)(pair_logits)

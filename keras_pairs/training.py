@@ -133,7 +133,7 @@ class RoundModel:
         self._inference = self._predict = None
         scope = self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
         with scope:
-            new = build_model(self.arch, background=background)
+            new = build_model(self.arch, background=background, seed=seed)
             if self.model is not None and self.reuse and steps == self._steps:
                 # Every variable: the weights and the dropout layers' seed-generator states, so
                 # that round r trains exactly as a model built for it would, whatever came before.
