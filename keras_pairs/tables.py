@@ -1,12 +1,15 @@
 """Result tables: the results folder's table.md, and the rows README quotes.
 
 README's result rows are generated from the committed per-round files (``rounds.csv``) by
-``readme_rows`` and a test checks that README holds them verbatim, so its figures cannot drift
-from the results they come from:
+``readme_rows`` (and ``deployment_rows``), so its figures cannot drift from the results they come
+from: tests/test_tables.py reruns the commands README quotes, such as
 
     python -m keras_pairs.tables results/reproduction results/best
     python -m keras_pairs.tables results/deploy --seconds-from results/timing/deploy
     python -m keras_pairs.tables results/deploy results/best --speed results/export/speed
+
+and fails when a row of a README table with a ``results`` column is not one they print, or one
+they print is missing.
 
 ``--speed`` adds the deployment table: each model timed by ``python -m keras_pairs speed`` beside its test
 pair accuracy over the rounds of the first folder that holds it.

@@ -16,6 +16,9 @@ Rows are written as each training ends; ``--append`` adds seeds or variants to t
     python research/distillation.py --variants distilled "patient distilled + mixup"
     python research/distillation.py --variants alone "patient distilled" --append
     python research/distillation.py --summary results/research/patient-distillation.csv --reference distilled
+
+A study starts only from a committed plan (research/plans/distillation.md, or --plan for a new one)
+and writes that plan's commit into every row; ``--append`` adds only to a file whose rows name a plan.
 """
 
 import argparse
@@ -26,6 +29,7 @@ import sys
 import numpy as np
 
 from keras_pairs import cli
+from keras_pairs.errors import UserError
 
 # variant -> (distilled from the teacher?, mixup's Beta(a, a), epochs: None = the student's own).
 VARIANTS = {
@@ -37,7 +41,7 @@ VARIANTS = {
     "patient distilled + mixup": (True, 1.0, 250),
 }
 FIELDS = ("variant", "seed", "epochs", "seconds", "dev_pair_accuracy", "dev_digit_accuracy",
-          "dev_agreement", "val_pair_accuracy")
+          "dev_agreement", "val_pair_accuracy", "plan_commit")
 
 
 def paired_table(rows: list[dict], reference: str) -> str:
@@ -48,8 +52,10 @@ def paired_table(rows: list[dict], reference: str) -> str:
         by.setdefault(r["variant"], {})[int(r["seed"])] = r
     if reference not in by:
         raise ValueError(f"no rows of the reference variant {reference!r}; variants: {', '.join(by)}")
+    plans = sorted({r["plan_commit"] for r in rows if r.get("plan_commit")})
     lines = [f"Paired against `{reference}` (same seed = same training digits and teacher); development "
-             "pairs, percentage points; SE = sample std / sqrt(seeds)", "",
+             "pairs, percentage points; SE = sample std / sqrt(seeds)"
+             + (f"; plan commit {', '.join(plans)}" if plans else ""), "",
              "| variant | seeds | dev pairs (%) | paired difference (pt) | SE (pt) | dev digits (%) | "
              "agreement with teacher (%) | epochs | s/round |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -73,6 +79,8 @@ def read_rows(path: str) -> list[dict]:
 
 
 def main(argv=None) -> int:
+    from common import add_plan_argument, committed_plan
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--student", default="siamese-prob-distilled")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -84,6 +92,7 @@ def main(argv=None) -> int:
     p.add_argument("--reference", default="distilled", choices=list(VARIANTS),
                    help="the variant the others are paired against in the table")
     p.add_argument("--summary", metavar="CSV", help="print the paired table of a results file; train nothing")
+    add_plan_argument(p, "distillation")
     cli.add_common_arguments(p)
     args = p.parse_args(argv)
     if min(args.seeds) < 1000:
@@ -92,6 +101,15 @@ def main(argv=None) -> int:
         return cli.execute(args, lambda: print(paired_table(read_rows(args.summary), args.reference)), tensorflow=False)
 
     def study():
+        plan_commit = committed_plan(args.plan)  # before anything is trained
+        print(f"plan {args.plan} at {plan_commit}", flush=True)
+        header = not (args.append and os.path.isfile(args.output))
+        if not header:
+            with open(args.output, newline="") as f:
+                if next(csv.reader(f), None) != list(FIELDS):
+                    raise UserError(f"{args.output} has other columns than {', '.join(FIELDS)} (rows made before "
+                                    "studies had plans?): write this study to a new --output")
+
         from dataclasses import replace
 
         import tensorflow as tf
@@ -108,7 +126,6 @@ def main(argv=None) -> int:
         student = get_arch(args.student)
         teacher = RoundModel(get_arch(student.teacher))
         os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-        header = not (args.append and os.path.isfile(args.output))
         with open(args.output, "a" if args.append else "w", newline="") as out:  # a row per training, as it ends
             writer = csv.DictWriter(out, fieldnames=FIELDS)
             if header:
@@ -137,7 +154,8 @@ def main(argv=None) -> int:
                                      "dev_pair_accuracy": scores.pair_accuracy,
                                      "dev_digit_accuracy": scores.digit_accuracy,
                                      "dev_agreement": round(float(np.mean(decision == teacher_pair)), 5),
-                                     "val_pair_accuracy": done.test.pair_accuracy})
+                                     "val_pair_accuracy": done.test.pair_accuracy,
+                                     "plan_commit": plan_commit})
                     out.flush()
                     print(f"seed {seed} {name:<40} dev pairs {100 * scores.pair_accuracy:.2f} %, digits "
                           f"{100 * scores.digit_accuracy:.2f} %, agreement "

@@ -8,6 +8,9 @@ from the train-split digits the round did NOT draw (~500 on the default data): d
 has seen, from the split the test pool is not. The test split is never loaded into a pair.
 
     python research/early_stopping.py --rounds 5 --output results/research/early_stopping.csv
+
+It starts only from a committed plan (research/plans/early_stopping.md, or --plan) and writes that
+plan's commit into every row.
 """
 
 import argparse
@@ -21,16 +24,22 @@ from keras_pairs import cli
 
 
 def main(argv=None) -> int:
+    from common import add_plan_argument, committed_plan
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--archs", nargs="+", default=["reportA", "reportB"])
     p.add_argument("--rounds", type=cli.positive_int, default=5)
     p.add_argument("--patience", type=cli.positive_int, default=10)
     p.add_argument("--dev-pairs", type=cli.positive_int, default=5000)
     p.add_argument("--output", default="results/research/early_stopping.csv")
+    add_plan_argument(p, "early_stopping")
     cli.add_common_arguments(p)
     args = p.parse_args(argv)
 
     def study():
+        plan_commit = committed_plan(args.plan)  # before anything is trained
+        print(f"plan {args.plan} at {plan_commit}", flush=True)
+
         import tensorflow as tf
 
         from common import development_round
@@ -59,7 +68,8 @@ def main(argv=None) -> int:
                                  "epochs_run": done.epochs_run,
                                  "dev_pair_accuracy": scores.pair_accuracy,
                                  "dev_digit_accuracy": "" if scores.digit_accuracy is None else scores.digit_accuracy,
-                                 "val_pair_accuracy": done.validation.pair_accuracy})
+                                 "val_pair_accuracy": done.validation.pair_accuracy,
+                                 "plan_commit": plan_commit})
                     if writer is None:
                         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
                         writer.writeheader()

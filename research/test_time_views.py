@@ -12,7 +12,9 @@ of docs/model.md's x2 tables came from this comparison, which every benchmark ro
     python research/test_time_views.py --archs best --rounds 10 --seed 10 --val-fraction 0 --intra-op-threads 1 \
         --output results/research/test_time_views_seeds10.csv
 
-Writes one row per (architecture, round, views) as each round ends, then prints mean ± std.
+Writes one row per (architecture, round, views) as each round ends, then prints mean ± std. It
+starts only from a committed plan (research/plans/test_time_views.md, or --plan) and writes that
+plan's commit into every row.
 """
 
 import argparse
@@ -24,10 +26,13 @@ import numpy as np
 
 from keras_pairs import cli
 
-FIELDS = ("arch", "round", "seed", "views", "pair_accuracy", "pair_argmax_accuracy", "digit_accuracy")
+FIELDS = ("arch", "round", "seed", "views", "pair_accuracy", "pair_argmax_accuracy", "digit_accuracy",
+          "plan_commit")
 
 
 def main(argv=None) -> int:
+    from common import add_plan_argument, committed_plan
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--archs", nargs="+", default=["best"], help="architectures with test-time views, or sets")
     p.add_argument("--rounds", type=cli.positive_int, default=10)
@@ -35,10 +40,14 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="auto")
     p.add_argument("--val-fraction", type=float, default=0.1, help="as experiments.py (the benchmark: 0)")
     p.add_argument("--output", default="results/research/test_time_views.csv")
+    add_plan_argument(p, "test_time_views")
     cli.add_common_arguments(p)
     args = p.parse_args(argv)
 
     def study():
+        plan_commit = committed_plan(args.plan)  # before anything is trained
+        print(f"plan {args.plan} at {plan_commit}", flush=True)
+
         import tensorflow as tf
 
         from keras_pairs.architectures import get_arch, resolve_archs
@@ -70,7 +79,7 @@ def main(argv=None) -> int:
                     without = score_outputs({k: v.numpy() for k, v in outputs.items()}, data.test)
                     for views, scores in (("with", done.test), ("without", without)):
                         rows.append({"arch": arch.name, "round": r, "seed": seed, "views": views,
-                                     **scores.to_dict()})
+                                     **scores.to_dict(), "plan_commit": plan_commit})
                         writer.writerow(rows[-1])
                     out.flush()
                     print(f"{arch.name} round {r}: pair accuracy {100 * done.test.pair_accuracy:.2f} % with the "

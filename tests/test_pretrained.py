@@ -71,6 +71,24 @@ def test_the_shipped_model_reproduces_its_recorded_accuracy(shipped):
     assert provenance["test_pair_accuracy"] == run.metrics.rounds[0].test.pair_accuracy
 
 
+def test_provenance_states_the_pairs_fitted_and_held_out_as_the_run_drew_them():
+    """The counts come from the run's own config.json and match the split training made; README
+    states them where it describes the shipped model."""
+    from keras_pairs import runs
+
+    run = runs.load_run(str(pretrained.DIR))
+    train, provenance = run.config["train"], pretrained.provenance()
+    fitted = len(runs.run_pairs(run).fit)  # the round's pairs redrawn from the recorded digits
+    assert provenance["train_pairs"] == train["nb_train"]
+    assert provenance["fitted_pairs"] == fitted
+    assert provenance["validation_pairs"] == train["nb_train"] - fitted
+    assert provenance["validation_pairs"] == round(train["nb_train"] * train["val_fraction"])
+    readme = (ROOT / "README.md").read_text()
+    stated = (f"trained on {provenance['fitted_pairs']:,} of its {provenance['train_pairs']:,} training pairs, "
+              f"{provenance['validation_pairs']:,} held out for validation")
+    assert stated in " ".join(readme.split()), f"README does not say: {stated}"
+
+
 @pytest.mark.parametrize("mode, batch", [("int8", None), ("web", 1)])
 def test_the_shipped_tflite_files_pass_the_export_verification(shipped, mode, batch):
     """verify_tflite is what export.py runs before it installs a file: the same tolerances."""

@@ -1,8 +1,11 @@
 """README's result rows are the committed results files' figures, generated, never typed."""
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
+import shlex
 
 import pytest
 
@@ -11,19 +14,105 @@ from keras_pairs import machine, tables
 from keras_pairs.export.speed import format_speed_table
 from keras_pairs.results import SpeedResult
 
-# README's results folders, each with the folder its seconds per round come from (None: its own).
-QUOTED = {"results/reproduction": None, "results/best": "results/timing/best",
-          "results/x2_seeds10": "results/timing/best", "results/deploy": "results/timing/deploy"}
+# README's tables of results, in README's order, each with the commands (quoted in README) whose
+# rows make it, in the order README lists them. A --speed command contributes its deployment table.
+README_TABLES = (
+    ("reproduction", ["python -m keras_pairs.tables"]),
+    ("our models", ["python -m keras_pairs.tables results/best results/x2_seeds10 --seconds-from results/timing/best",
+                    "python -m keras_pairs.tables results/deploy-patient",
+                    "python -m keras_pairs.tables results/deploy --seconds-from results/timing/deploy"]),
+    ("deployment", ["python -m keras_pairs.tables results/deploy-patient results/deploy "
+                    "--speed results/export/speed-deploy"]),
+)
 
 
-def test_readme_quotes_the_rows_generated_from_the_committed_results():
+def generated_rows(command: str) -> list[str]:
+    """The table rows a README command prints, run in the repository root as README runs it."""
+    out = io.StringIO()
+    with contextlib.chdir(ROOT), contextlib.redirect_stdout(out):
+        assert tables.main(shlex.split(command)[3:]) == 0
+    text = out.getvalue()
+    if "--speed" in command:  # the deployment table follows the folders' rows after a blank line
+        text = text.split("\n\n", 1)[1]
+    return [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| arch |")]
+
+
+def results_tables(readme: str) -> list[list[str]]:
+    """The rows of every README table whose last column is `results` (those generated from a results
+    folder), one list per table in README's order, header and separator left out."""
+    found, block = [], []
+    for line in readme.splitlines() + [""]:
+        if line.startswith("|"):
+            block.append(line.rstrip())
+        elif block:
+            if [c.strip() for c in block[0].strip("|").split("|")][-1] == "results":
+                found.append(block[2:])
+            block = []
+    return found
+
+
+def readme_differences(readme_path: str, expected: dict[str, list[str]]) -> list[str]:
+    """What in README's results tables differs from the rows generated from the committed files:
+    a row README holds that no file gives, a generated row README lacks, rows out of order."""
+    with open(readme_path) as f:
+        readme = f.read()
+    found = results_tables(readme)
+    if len(found) != len(expected):
+        return [f"README has {len(found)} tables with a results column, expected {len(expected)} ({', '.join(expected)})"]
+    problems = []
+    flat = " ".join(readme.split())
+    for (name, commands), rows in zip(README_TABLES, found):
+        problems += [f"README does not quote `{c}` ({name} table)" for c in commands if c not in flat]
+        generated = expected[name]
+        problems += [f"{name} table: README row not generated from its results folder:\n{r}" for r in rows
+                     if r not in generated]
+        problems += [f"{name} table: README lacks the generated row:\n{r}" for r in generated if r not in rows]
+        if not problems and rows != generated:
+            problems.append(f"{name} table: README's rows are not in the generated order")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return {name: [row for c in commands for row in generated_rows(c)] for name, commands in README_TABLES}
+
+
+def test_readme_tables_are_the_rows_generated_from_the_committed_results(expected):
+    assert not readme_differences(os.path.join(ROOT, "README.md"), expected)
+    for name, rows in expected.items():
+        assert rows, f"the {name} table's commands printed no rows"
+    assert not machine.read(os.path.join(ROOT, "results", "export", "speed-deploy")).busy, \
+        "README's deployment speeds come from a quiet machine"
+
+
+def test_an_altered_or_missing_readme_row_is_detected(tmp_path, expected):
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
-    for results_dir, seconds_from in QUOTED.items():
-        timing = os.path.join(ROOT, seconds_from) if seconds_from else None
-        for row in tables.readme_rows(os.path.join(ROOT, results_dir), timing):
-            row = row.replace(os.path.join(ROOT, results_dir), results_dir)
-            assert row in readme, f"README lacks the row generated from {results_dir}/rounds.csv:\n{row}"
+    student = next(r for r in expected["our models"] if r.startswith("| siamese-prob-patient |"))
+    teacher = next(r for r in expected["our models"] if "(its teacher)" in r and "results/deploy-patient" in r)
+    deployed = expected["deployment"][0]
+    copy = tmp_path / "README.md"
+    for altered, detected in ((readme.replace(student, student.replace("99.05", "99.06")), "not generated"),
+                              (readme.replace(teacher + "\n", ""), "lacks the generated row"),
+                              (readme.replace(deployed, deployed.replace("28,420", "28,421")), "not generated"),
+                              (readme.replace("4.3 | 10 | `results/reproduction`", "4.4 | 10 | `results/reproduction`"),
+                               "not generated")):
+        assert altered != readme
+        copy.write_text(altered)
+        problems = readme_differences(str(copy), expected)
+        assert problems and detected in problems[0], problems  # an altered row also leaves its true one missing
+
+
+def test_docs_quote_the_committed_speed_table():
+    with open(os.path.join(ROOT, "docs", "export.md")) as f, \
+            open(os.path.join(ROOT, "results", "export", "speed", "speed_table.md")) as table:
+        committed = table.read().strip()
+        assert committed in f.read(), "docs/export.md lacks results/export/speed/speed_table.md"
+    with open(os.path.join(ROOT, "results", "export", "speed", "speed.json")) as f:
+        speed = SpeedResult.from_dict(json.load(f))
+    state = machine.read(os.path.join(ROOT, "results", "export", "speed"))
+    assert state is not None and not state.busy, "the committed speed figures come from a quiet machine"
+    assert format_speed_table(dataclasses.replace(speed, machine=state)).strip() == committed
 
 
 def quiet_machine(folder, busy=False):
@@ -53,26 +142,6 @@ def test_seconds_are_quoted_only_from_a_quiet_machine(tmp_path):
     (timing / "rounds.csv").write_text("arch,round,seed,epochs_run,seconds,test_pair_accuracy\nv5,0,0,25,7.0,0.9\n")
     quiet_machine(timing)
     assert "| – | 7.0 | 2 |" in tables.readme_rows(str(tmp_path), seconds_from=str(timing))[0]
-
-
-def test_readme_quotes_the_deployment_table_and_docs_the_speed_table():
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read()
-    deploy_speed = os.path.join(ROOT, "results", "export", "speed-deploy")
-    rows = tables.deployment_rows(deploy_speed,
-                                  [os.path.join(ROOT, d) for d in ("results/deploy-patient", "results/deploy")])
-    for row in rows[2:]:
-        assert row.replace(ROOT + os.sep, "") in readme, f"README lacks the deployment row:\n{row}"
-    assert not machine.read(deploy_speed).busy, "README's deployment speeds come from a quiet machine"
-    with open(os.path.join(ROOT, "docs", "export.md")) as f, \
-            open(os.path.join(ROOT, "results", "export", "speed", "speed_table.md")) as table:
-        committed = table.read().strip()
-        assert committed in f.read(), "docs/export.md lacks results/export/speed/speed_table.md"
-    with open(os.path.join(ROOT, "results", "export", "speed", "speed.json")) as f:
-        speed = SpeedResult.from_dict(json.load(f))
-    state = machine.read(os.path.join(ROOT, "results", "export", "speed"))
-    assert state is not None and not state.busy, "the committed speed figures come from a quiet machine"
-    assert format_speed_table(dataclasses.replace(speed, machine=state)).strip() == committed
 
 
 def test_a_students_teacher_gets_its_own_row(tmp_path):

@@ -4,7 +4,8 @@
     keras_pairs/pretrained/siamese-prob-patient/
       config.json, metrics.json, model.keras     a run folder as train.py writes it (one round, seed 0)
       export/export.json, export/*.tflite        what `export.py --tflite` wrote and verified for it
-      provenance.json                            the commands, commit, seed, data and test accuracy
+      provenance.json                            the commands, commit, seed, data, the training pairs
+                                                 drawn, fitted and held out, and test accuracy
 
 It is an ordinary run folder: `predict.py --run` and `serve.py --run` take its path, and its test
 pairs are rebuilt from the digits it records (runs.run_pairs). `python -m keras_pairs.pretrained

@@ -12,8 +12,9 @@ The commands (`--refresh` runs them in a temporary folder):
 The run folder's config.json, metrics.json and model.keras, and the export's export.json and .tflite
 files (int8, which the API runs, and the page's fixed-batch web file) are copied
 into keras_pairs/pretrained/siamese-prob-patient/ with provenance.json, which records the commands,
-the git commit of the checkout that installs it (with --refresh, the one that trained it), seed, data
-and the accuracy the export measured on the run's test pairs. The folder
+the git commit of the checkout that installs it (with --refresh, the one that trained it), seed, data,
+the training pairs drawn and how many of them were fitted and held out as validation pairs (from the
+run's own config.json), and the accuracy the export measured on the run's test pairs. The folder
 is swapped in only when complete.
 """
 
@@ -65,6 +66,15 @@ def refresh(work: Path) -> dict:
     return install(run_dir)
 
 
+def training_pairs(train_config: dict) -> dict:
+    """How many training pairs a run drew, fitted and held out for validation, from its config.json's
+    ``train`` section: the validation pairs are ``val_fraction`` of those drawn, rounded, as
+    ``data.split_validation`` takes them (tests/test_pretrained.py checks it against the rebuilt split)."""
+    drawn = int(train_config["nb_train"])
+    validation = int(round(drawn * float(train_config["val_fraction"])))
+    return {"train_pairs": drawn, "fitted_pairs": drawn - validation, "validation_pairs": validation}
+
+
 def install(run_dir: Path) -> dict:
     """Copies an exported run into the package with its provenance.json; returns the provenance."""
     export_dir = run_dir / "export"
@@ -85,7 +95,7 @@ def install(run_dir: Path) -> dict:
         "git_commit": _git_commit(),
         "seed": config["seed"],
         "data": config["data"],
-        "train_pairs": config["train"]["nb_train"],
+        **training_pairs(config["train"]),
         "test_pairs": export.test_pairs,
         "test_pair_accuracy": keras_row.pair_accuracy,
         "test_digit_accuracy": keras_row.digit_accuracy,
