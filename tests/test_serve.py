@@ -417,6 +417,31 @@ def test_oversized_body_sent_whole_by_urllib_gets_413_and_the_next_request_is_se
     assert request(server, "POST", PREDICT, _instances())[0] == 200
 
 
+def test_a_100_mb_body_sent_whole_by_urllib_gets_its_413(server):
+    """Beyond what the server keeps, a refused body is read and dropped for a few seconds (as nginx's
+    lingering close), not up to a size: a fast client's 100 MB upload ends and it reads the 413."""
+    try:
+        urllib.request.urlopen(urllib.request.Request(server + PREDICT, data=bytes(100 * 1024 * 1024),
+                                                      headers={"Content-Type": "application/json"}),
+                               timeout=TIMEOUT)
+        raise AssertionError("a 100 MB body was accepted")
+    except urllib.error.HTTPError as error:
+        assert error.code == 413 and error.headers["Content-Type"] == "application/json"
+        assert TOO_BIG in json.loads(error.read())["error"]
+
+
+def test_a_refused_body_is_drained_for_drain_seconds_then_answered_and_closed():
+    from keras_pairs.server.app import Limits
+
+    head = f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {10 * 1024 * 1024}".encode()
+    with in_process_server(limits=Limits(drain_seconds=0.3)) as url:
+        started = time.monotonic()
+        with raw_request(url, head, b" " * (3 * 1024 * 1024)) as stalled:  # then sends nothing more
+            status, answer, headers = read_response(stalled)
+        assert status == 413 and TOO_BIG in answer["error"] and headers["connection"] == "close"
+        assert 0.3 <= time.monotonic() - started < 5, "answered after drain_seconds, not upload_seconds"
+
+
 def test_oversized_body_announced_with_expect_100_continue_is_refused_before_it_is_sent(server):
     sock = raw_request(server, f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {3 * 1024 * 1024}\r\n"
                                f"Expect: 100-continue".encode())

@@ -69,18 +69,20 @@ class Limits:
 
     Attributes:
       max_body_bytes: a larger body is refused with 413 (256 pairs take about 1.4 MB).
-      drain_bytes: of a refused body, this much is still read and dropped, so that a client that
-        sends its whole body before reading (Python's urllib, most simple clients) gets the 413
-        instead of a reset connection; beyond it the server answers and closes.
+      drain_seconds: a refused body is still read and dropped for this long (and within
+        upload_seconds), so that a client that sends its whole body before reading (Python's
+        urllib, most simple clients) gets the 413 instead of a reset connection; then the server
+        answers and closes. A time, not a size, as nginx's lingering close: a fast client's large
+        upload is read to its end, a slow one costs the server only these seconds.
       upload_seconds: the whole body must arrive within this time (a slow or stalled upload gets
-        408 and the connection is closed); it also bounds the draining of a refused body.
+        408 and the connection is closed).
       request_seconds: parsing and inference of one request; beyond it the answer is 503.
       max_concurrent: API requests in progress at once; one more is answered 503 at once.
       workers: threads that parse and run the model.
     """
 
     max_body_bytes: int = MAX_BODY_BYTES
-    drain_bytes: int = 64 * 1024 * 1024
+    drain_seconds: float = 5.0
     upload_seconds: float = 30.0
     request_seconds: float = 30.0
     max_concurrent: int = 64
@@ -261,9 +263,10 @@ async def read_body(request: Request, limits: Limits) -> bytes:
 
     A body over the limit is read on and dropped until it ends, then refused with 413 on a connection
     that stays usable: a client that sends everything before reading its answer would otherwise
-    find the connection reset and never see the 413. Past ``drain_bytes`` or ``upload_seconds`` the
-    server answers and closes. A client that announces a large body and waits for "100 Continue"
-    gets the 413 at once and sends nothing."""
+    find the connection reset and never see the 413. Past ``drain_seconds`` from the moment the body
+    went over the limit (or ``upload_seconds`` from its start) the server answers and closes. A
+    client that announces a large body and waits for "100 Continue" gets the 413 at once and sends
+    nothing."""
     too_big = (f"the body exceeds {limits.max_body_bytes} bytes; send at most {MAX_INSTANCES} pairs "
                f"per request")
     declared = request.headers.get("content-length", "")
@@ -272,13 +275,15 @@ async def read_body(request: Request, limits: Limits) -> bytes:
         raise ApiError(413, too_big, close=True)
     chunks, size = [], 0
     try:
-        async with asyncio.timeout(limits.upload_seconds):
+        async with asyncio.timeout(limits.upload_seconds) as deadline:
             async for chunk in request.stream():
+                if size <= limits.max_body_bytes < size + len(chunk):  # refused: drain for a while
+                    drain_end = asyncio.get_running_loop().time() + limits.drain_seconds
+                    deadline.reschedule(min(deadline.when(), drain_end))
+                    chunks = []
                 size += len(chunk)
                 if size <= limits.max_body_bytes:
                     chunks.append(chunk)
-                elif size > limits.drain_bytes:
-                    raise ApiError(413, too_big, close=True)
     except TimeoutError:
         if size > limits.max_body_bytes:
             raise ApiError(413, too_big, close=True) from None
