@@ -9,8 +9,9 @@ The page's drawing conversion is compared with keras_pairs/images.py within one 
 needs the server's insides (a handler that raises, tiny limits) runs the app in this process under
 uvicorn in a thread, still over real HTTP on 127.0.0.1.
 
-The browser tests skip where Chromium, LiteRT.js or Playwright is missing, saying how to install it
-(`.ci/serve-deps` installs all of them); the API tests always run.
+The page's runtime, LiteRT.js, ships in the package. The browser tests skip where Chromium or
+Playwright is missing, saying how to install it (`.ci/serve-deps` installs Chromium); the API tests
+always run.
 """
 
 from __future__ import annotations
@@ -99,21 +100,15 @@ def browser():
     except ImportError:
         missing.append("Python Playwright (pip install -r requirements.txt; never `playwright install`)")
     if missing:
-        pytest.skip("browser tests need " + " and ".join(missing) + "; .ci/serve-deps installs them")
+        pytest.skip("browser tests need " + " and ".join(missing) + "; .ci/serve-deps installs Chromium")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
         yield chromium
         chromium.close()
 
 
-@pytest.fixture(scope="session")
-def litert_js():
-    if not (ROOT / "node_modules" / "@litertjs" / "core").is_dir():
-        pytest.skip("the page needs LiteRT.js: run `npm ci` in the repository root (or .ci/serve-deps)")
-
-
 @pytest.fixture()
-def page(browser, litert_js):
+def page(browser):
     """A fresh tab."""
     page = browser.new_page(viewport={"width": 1100, "height": 760})
     page.set_default_timeout(TIMEOUT * 1000)
@@ -168,7 +163,7 @@ def in_process_server(**create_app_args):
     from keras_pairs.server.app import create_app
     from keras_pairs.server.locate import find_model_files
 
-    app = create_app(find_model_files(run=str(pretrained.DIR)), ROOT / "node_modules", **create_app_args)
+    app = create_app(find_model_files(run=str(pretrained.DIR)), **create_app_args)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
                                            access_log=False, lifespan="off"))
@@ -422,6 +417,31 @@ def test_oversized_body_sent_whole_by_urllib_gets_413_and_the_next_request_is_se
     assert request(server, "POST", PREDICT, _instances())[0] == 200
 
 
+def test_a_100_mb_body_sent_whole_by_urllib_gets_its_413(server):
+    """Beyond what the server keeps, a refused body is read and dropped for a few seconds (as nginx's
+    lingering close), not up to a size: a fast client's 100 MB upload ends and it reads the 413."""
+    try:
+        urllib.request.urlopen(urllib.request.Request(server + PREDICT, data=bytes(100 * 1024 * 1024),
+                                                      headers={"Content-Type": "application/json"}),
+                               timeout=TIMEOUT)
+        raise AssertionError("a 100 MB body was accepted")
+    except urllib.error.HTTPError as error:
+        assert error.code == 413 and error.headers["Content-Type"] == "application/json"
+        assert TOO_BIG in json.loads(error.read())["error"]
+
+
+def test_a_refused_body_is_drained_for_drain_seconds_then_answered_and_closed():
+    from keras_pairs.server.app import Limits
+
+    head = f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {10 * 1024 * 1024}".encode()
+    with in_process_server(limits=Limits(drain_seconds=0.3)) as url:
+        started = time.monotonic()
+        with raw_request(url, head, b" " * (3 * 1024 * 1024)) as stalled:  # then sends nothing more
+            status, answer, headers = read_response(stalled)
+        assert status == 413 and TOO_BIG in answer["error"] and headers["connection"] == "close"
+        assert 0.3 <= time.monotonic() - started < 5, "answered after drain_seconds, not upload_seconds"
+
+
 def test_oversized_body_announced_with_expect_100_continue_is_refused_before_it_is_sent(server):
     sock = raw_request(server, f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Length: {3 * 1024 * 1024}\r\n"
                                f"Expect: 100-continue".encode())
@@ -534,13 +554,12 @@ def test_concurrent_requests_all_answered_correctly(server, samples, litert):
 def test_server_process_imports_no_tensorflow():
     code = f"""
 import sys
-from pathlib import Path
 import numpy as np
 from keras_pairs.server.app import create_app
 from keras_pairs.server.inference import PairModel
 from keras_pairs.server.locate import find_model_files
 files = find_model_files(models_dir={str(ROOT / "no such folder")!r})
-create_app(files, Path("node_modules"))
+create_app(files)
 PairModel(files.api).predict(np.zeros((2, 28, 28), np.uint8), np.zeros((2, 28, 28), np.uint8))
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras"))
 print(heavy)
@@ -672,8 +691,11 @@ def test_page_runs_sample_digits_like_python(page, server, samples, web_litert, 
 
 
 def test_the_page_works_offline(page, server, web_litert):
-    """Every request that does not go to the server is refused: the page still computes."""
-    outside = []
+    """Every request that does not go to the server is refused: the page still computes, with the
+    LiteRT.js files shipped in the package (keras_pairs/server/runtime.py lists them)."""
+    from keras_pairs.server import runtime
+
+    outside, loaded = [], {}
 
     def only_the_server(route):
         if route.request.url.startswith(server + "/"):
@@ -683,10 +705,15 @@ def test_the_page_works_offline(page, server, web_litert):
             route.abort()
 
     page.route("**/*", only_the_server)
+    page.on("response", lambda response: loaded.update({response.url.removeprefix(server): response.status}))
     page.goto(f"{server}/?a=2&b=9")
     result, pixels = _wait_for_result(page)
     _assert_matches_python(result, pixels, web_litert)
     assert result["a_le_b"] == 1 and not outside, outside
+    from_runtime = {path: status for path, status in loaded.items() if path.startswith(runtime.URL + "/")}
+    shipped = {f"{runtime.URL}/{runtime.vendored_path(*f)}" for f in runtime.FILES}
+    assert set(from_runtime) <= shipped and set(from_runtime.values()) == {200}, from_runtime
+    assert f"{runtime.URL}/core/wasm/litert_wasm_internal.wasm" in from_runtime, "Chromium has relaxed SIMD"
 
 
 PAD_GRAY_BASE64 = """(pad) => {
@@ -761,10 +788,12 @@ def test_page_says_how_to_make_a_missing_model(browser, tmp_path):
         page.close()
 
 
-def test_page_says_how_to_install_litert(browser, tmp_path):
-    with running_server("--run", str(pretrained.DIR), "--node-modules", str(tmp_path)) as url:
+def test_page_says_when_the_package_lacks_its_runtime(browser, tmp_path):
+    with in_process_server(litert=tmp_path) as url:
+        status, answer = request(url, "GET", "/litertjs/core/dist/index.js")
+        assert status == 404 and "lacks the page's runtime" in answer["error"]
         page = browser.new_page()
         page.goto(url)
         page.wait_for_function("document.body.dataset.status === 'error'", timeout=TIMEOUT * 1000)
-        assert "npm ci" in page.text_content("#message")
+        assert "lacks the page's runtime, LiteRT.js" in page.text_content("#message")
         page.close()

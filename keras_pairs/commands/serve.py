@@ -5,17 +5,13 @@
     python serve.py --run saved_models/v5        # that run's export/ folder
     python serve.py --model saved_models/v5/export/v5_float32.tflite --port 8080 --cors
 
-Open http://127.0.0.1:8000/ . The page needs `npm ci` (LiteRT.js); see docs/serving.md. Flags only:
-the work is done by keras_pairs.server.app.serve.
+Open http://127.0.0.1:8000/ . The page's runtime (LiteRT.js) ships in the package; see
+docs/serving.md. Flags only: the work is done by keras_pairs.server.app.serve.
 """
 
 import argparse
-from pathlib import Path
 
 from .. import cli
-
-# The repository root (keras_pairs is installed editable from it): where `npm ci` puts node_modules.
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +25,6 @@ def build_parser() -> argparse.ArgumentParser:
                                   "model shipped in the package")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--node-modules", type=Path, default=ROOT / "node_modules",
-                   help="where `npm ci` put LiteRT.js (default: node_modules beside serve.py)")
     p.add_argument("--cors", action="store_true",
                    help="let pages from any origin call the API (Access-Control-Allow-Origin: *, OPTIONS "
                         "preflights), like TF Serving's --rest_api_enable_cors_support")
@@ -51,7 +45,7 @@ def main(argv=None) -> int:
         from keras_pairs.server.app import Limits, serve
 
         limits = Limits(upload_seconds=args.timeout, request_seconds=args.timeout, max_concurrent=args.max_concurrent)
-        serve(args.model, args.run_dir, args.models_dir, args.host, args.port, args.node_modules, args.cors, limits)
+        serve(args.model, args.run_dir, args.models_dir, args.host, args.port, args.cors, limits)
 
     return cli.execute(args, serve, tensorflow=False)  # the server runs LiteRT only
 

@@ -3,7 +3,8 @@ run by uvicorn.
 
     GET  /                                  the page (static/index.html)
     GET  /model/info.json, /model/web.tflite   what the page runs (LiteRT.js, in the browser)
-    GET  /node_modules/@litertjs/...        LiteRT.js and its wasm, from `npm ci` (no CDN: works offline)
+    GET  /litertjs/...                      LiteRT.js and its wasm, shipped in the package (runtime.py):
+                                            no CDN, no npm, works offline
     GET  /v1/models/keras_pairs[/versions/1 | /labels/stable]            model status     } TF Serving's
     GET  /v1/models/keras_pairs[/versions/1 | /labels/stable]/metadata   signature        } REST API,
     POST /v1/models/keras_pairs[/versions/1 | /labels/stable]:predict    predictions      } ai-edge-litert
@@ -39,6 +40,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .inference import ModelLoadError, PairModel
+from . import runtime
 from .locate import ModelFiles, find_model_files
 from .payload import MAX_BODY_BYTES, MAX_INSTANCES, BadRequest, format_outputs, parse_predict
 
@@ -67,18 +69,20 @@ class Limits:
 
     Attributes:
       max_body_bytes: a larger body is refused with 413 (256 pairs take about 1.4 MB).
-      drain_bytes: of a refused body, this much is still read and dropped, so that a client that
-        sends its whole body before reading (Python's urllib, most simple clients) gets the 413
-        instead of a reset connection; beyond it the server answers and closes.
+      drain_seconds: a refused body is still read and dropped for this long (and within
+        upload_seconds), so that a client that sends its whole body before reading (Python's
+        urllib, most simple clients) gets the 413 instead of a reset connection; then the server
+        answers and closes. A time, not a size, as nginx's lingering close: a fast client's large
+        upload is read to its end, a slow one costs the server only these seconds.
       upload_seconds: the whole body must arrive within this time (a slow or stalled upload gets
-        408 and the connection is closed); it also bounds the draining of a refused body.
+        408 and the connection is closed).
       request_seconds: parsing and inference of one request; beyond it the answer is 503.
       max_concurrent: API requests in progress at once; one more is answered 503 at once.
       workers: threads that parse and run the model.
     """
 
     max_body_bytes: int = MAX_BODY_BYTES
-    drain_bytes: int = 64 * 1024 * 1024
+    drain_seconds: float = 5.0
     upload_seconds: float = 30.0
     request_seconds: float = 30.0
     max_concurrent: int = 64
@@ -99,21 +103,27 @@ class ClientGone(Exception):
 
 
 def serve(model: str | None, run: str | None, models_dir: str, host: str, port: int,
-          node_modules: Path, cors: bool = False, limits: Limits = Limits()) -> None:
+          cors: bool = False, limits: Limits = Limits()) -> None:
     """Finds the model files (locate.py; raises ModelNotFound for a named path that is not there)
     and serves until interrupted."""
     files = find_model_files(model, run, models_dir)
     if files.note:
         print(f"keras_pairs: {files.note}", file=sys.stderr)
-    app = create_app(files, node_modules, limits, cors)
+    app = create_app(files, limits, cors)
     print(f"keras_pairs: page on http://{host}:{port}/ , API on "
           f"http://{host}:{port}/v1/models/{MODEL_NAME}:predict", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, access_log=False)
 
 
-def create_app(files: ModelFiles, node_modules: Path, limits: Limits = Limits(), cors: bool = False) -> Starlette:
+def create_app(files: ModelFiles, limits: Limits = Limits(), cors: bool = False,
+               litert: Path = runtime.DIR) -> Starlette:
+    """The app; ``litert`` is the folder of the page's runtime (runtime.py), the package's own."""
     model, api_problem = _load_api_model(files)
-    for problem in (api_problem, files.web_problem):
+    lacking = runtime.missing(litert)
+    litert_problem = (f"this keras_pairs build lacks the page's runtime, LiteRT.js ({', '.join(lacking)} "
+                      f"missing from {litert}): install keras_pairs from a wheel or a checkout of the "
+                      f"repository, or make them in a checkout with `{runtime.REFRESH}`") if lacking else None
+    for problem in (api_problem, files.web_problem, litert_problem):
         if problem:
             print(f"keras_pairs: {problem}", file=sys.stderr)
     api = _Api(model, api_problem, files, limits)
@@ -124,20 +134,22 @@ def create_app(files: ModelFiles, node_modules: Path, limits: Limits = Limits(),
     async def page_info(request: Request):
         return JSONResponse(_page_info(files))
 
+    async def litert_missing(request: Request):
+        return _error(404, litert_problem)
+
     async def web_model(request: Request):
         if files.web is None:
             return _error(404, files.web_problem)
         return FileResponse(files.web, media_type="application/octet-stream")
 
-    litert = node_modules / "@litertjs"
     routes = [
         Route("/", page),
         Route("/model/info.json", page_info),
         Route("/model/web.tflite", web_model),
         Route("/v1/{path:path}", api.handle, methods=ALL_METHODS),
         Mount("/static", StaticFiles(directory=STATIC)),
-        Mount("/node_modules/@litertjs", StaticFiles(directory=litert)) if litert.is_dir() else
-        Route("/node_modules/@litertjs/{path:path}", _litert_missing(node_modules)),
+        Mount(runtime.URL, StaticFiles(directory=litert)) if not litert_problem else
+        Route(runtime.URL + "/{path:path}", litert_missing),
     ]
     middleware = [Middleware(_JsonErrors), Middleware(_V1CaseInsensitive)]
     if cors:  # TF Serving's --rest_api_enable_cors_support: any origin, and OPTIONS preflights
@@ -251,9 +263,10 @@ async def read_body(request: Request, limits: Limits) -> bytes:
 
     A body over the limit is read on and dropped until it ends, then refused with 413 on a connection
     that stays usable: a client that sends everything before reading its answer would otherwise
-    find the connection reset and never see the 413. Past ``drain_bytes`` or ``upload_seconds`` the
-    server answers and closes. A client that announces a large body and waits for "100 Continue"
-    gets the 413 at once and sends nothing."""
+    find the connection reset and never see the 413. Past ``drain_seconds`` from the moment the body
+    went over the limit (or ``upload_seconds`` from its start) the server answers and closes. A
+    client that announces a large body and waits for "100 Continue" gets the 413 at once and sends
+    nothing."""
     too_big = (f"the body exceeds {limits.max_body_bytes} bytes; send at most {MAX_INSTANCES} pairs "
                f"per request")
     declared = request.headers.get("content-length", "")
@@ -262,13 +275,15 @@ async def read_body(request: Request, limits: Limits) -> bytes:
         raise ApiError(413, too_big, close=True)
     chunks, size = [], 0
     try:
-        async with asyncio.timeout(limits.upload_seconds):
+        async with asyncio.timeout(limits.upload_seconds) as deadline:
             async for chunk in request.stream():
+                if size <= limits.max_body_bytes < size + len(chunk):  # refused: drain for a while
+                    drain_end = asyncio.get_running_loop().time() + limits.drain_seconds
+                    deadline.reschedule(min(deadline.when(), drain_end))
+                    chunks = []
                 size += len(chunk)
                 if size <= limits.max_body_bytes:
                     chunks.append(chunk)
-                elif size > limits.drain_bytes:
-                    raise ApiError(413, too_big, close=True)
     except TimeoutError:
         if size > limits.max_body_bytes:
             raise ApiError(413, too_big, close=True) from None
@@ -366,13 +381,6 @@ def _metadata(model: PairModel, files: ModelFiles, limits: Limits) -> dict:
             "metadata": {"signature_def": {"signature_def": {"serving_default": signature}}},
             "keras_pairs": {"file": model.path.name, "arch": files.export.arch if files.export else None,
                             "max_instances": MAX_INSTANCES, "max_body_bytes": limits.max_body_bytes}}
-
-
-def _litert_missing(node_modules: Path):
-    async def missing(request: Request):
-        return _error(404, f"LiteRT.js is not installed ({node_modules}/@litertjs is missing): "
-                           f"run `npm ci` in {node_modules.parent}")
-    return missing
 
 
 def _error(status: int, message: str | None, headers: dict | None = None) -> JSONResponse:

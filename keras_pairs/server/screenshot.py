@@ -6,7 +6,7 @@ The app serves keras_pairs/pretrained under uvicorn in a thread on 127.0.0.1; he
 (Debian's /usr/bin/chromium through Python Playwright, as in tests/test_serve.py) opens the page at
 960 x 760, draws a 2 on pad A with the mouse and picks the sample 7 for pad B. The picture is
 written only when the page read both digits as drawn (2 and 7), so it never shows a wrong reading.
-Needs `npm ci` (LiteRT.js) and Chromium.
+Needs Chromium (LiteRT.js ships in the package).
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from pathlib import Path
 import uvicorn
 
 from .. import cli, pretrained
-from ..errors import FailedCheck, UserError, require_extra
+from ..errors import FailedCheck, require_extra
 from .app import create_app
 from .locate import find_model_files
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 # A 2 in fractions of the pad: the arc, the diagonal, the base.
@@ -34,13 +33,11 @@ TWO = [[(0.28, 0.3), (0.38, 0.18), (0.55, 0.15), (0.68, 0.25), (0.68, 0.4), (0.5
        [(0.28, 0.82), (0.75, 0.82)]]
 
 
-def screenshot(output: Path, node_modules: Path = ROOT / "node_modules", timeout: float = 60) -> dict:
+def screenshot(output: Path, timeout: float = 60) -> dict:
     """Writes the picture; returns the page's result."""
     from playwright.sync_api import sync_playwright
 
-    if not (node_modules / "@litertjs" / "core").is_dir():
-        raise UserError(f"the page needs LiteRT.js: run `npm ci` in {node_modules.parent}")
-    app = create_app(find_model_files(run=str(pretrained.DIR)), node_modules)
+    app = create_app(find_model_files(run=str(pretrained.DIR)))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -1,10 +1,11 @@
 /**
  * The model in the browser: LiteRT.js (CPU / wasm backend) running `<arch>_web.tflite`, whose inputs
  * are fixed at [1, 28, 28] because LiteRT.js rejects dynamic dimensions. LiteRT.js and its wasm come
- * from the server's node_modules (`npm ci`), never from a CDN, so the page works offline.
+ * from the server, which ships them in the package (keras_pairs/server/litertjs), never from a CDN,
+ * so the page works offline.
  */
 
-const LITERT = '/node_modules/@litertjs/core';
+const LITERT = '/litertjs/core';
 
 /** info: /model/info.json. Resolves to {predict(a, b)}; rejects with a message saying what to run. */
 export async function loadModel(info) {
@@ -12,7 +13,7 @@ export async function loadModel(info) {
   const probe = await fetch(`${LITERT}/dist/index.js`); // the server says what to run when it is missing
   if (!probe.ok) {
     const reason = await probe.json().catch(() => ({}));
-    throw new Error(reason.error || 'LiteRT.js is not installed: run `npm ci` in the repository root.');
+    throw new Error(reason.error || `The server did not send LiteRT.js (HTTP ${probe.status}).`);
   }
   const litert = await import('@litertjs/core');
   await litert.loadLiteRt(`${LITERT}/wasm/`);
