@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -48,7 +47,7 @@ from .errors import UserError
 from .metrics import COMPARATOR_HEADS, comparator_matrix, confusion_matrix, score_with_losses, summarise_rounds
 from .results import ArchResult, ExperimentsResult, Round
 from .tables import markdown_table
-from .training import RoundModel, describe_devices, train_round
+from .training import RoundModel, compiled, describe_devices, train_round
 
 log = logging.getLogger(__name__)
 
@@ -167,13 +166,6 @@ def arch_result(arch: ArchConfig, records: list[RoundRecord]) -> ArchResult:
         test=summarise_rounds(rounds), test_curves=tuple(rec.test_curve for rec in records),
         confusion=(np.sum([rec.confusion for rec in records], axis=0).tolist() if arch.predicts_digits else None),
         comparator=comparators or None)
-
-
-@functools.lru_cache(maxsize=1)
-def compiled(arch: ArchConfig) -> RoundModel:
-    """The last architecture's RoundModel in this process: consecutive rounds of one architecture
-    (serially, or on one worker) compile it once."""
-    return RoundModel(arch)
 
 
 @dataclass(frozen=True)

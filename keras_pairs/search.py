@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import itertools
 import logging
 import os
@@ -37,7 +36,7 @@ from .distributed import Cluster, kept_jobs, job_conditions, run_jobs
 from .errors import UserError
 from .grids import PRESETS, apply_hyperparameters, kfold_indices
 from .results import SearchResult, Trial
-from .training import RoundModel, train_round
+from .training import RoundModel, compiled, train_round
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +62,6 @@ def run_fold(round_model: RoundModel, pairs: PairSet, folds: int, seed: int, k: 
 def grid_point(values: dict, scores: list[float]) -> Trial:
     """A grid point's score: mean and sample std of its folds' held-out pair accuracies."""
     return Trial(values, float(np.mean(scores)), float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0)
-
-
-@functools.lru_cache(maxsize=1)
-def compiled(arch: ArchConfig) -> RoundModel:
-    """The last grid point's RoundModel in this process: its consecutive folds compile it once."""
-    return RoundModel(arch)
 
 
 def run_job(job: dict, arch: ArchConfig, pairs: PairSet, folds: int, seed: int) -> FoldResult:
