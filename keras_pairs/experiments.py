@@ -26,7 +26,6 @@ accuracy) and model selection never see them.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -231,8 +230,8 @@ def write_results(doc: ExperimentsResult, output: str) -> None:
     already in the folder are kept."""
     with files.staged_folder(output, keep_existing=True) as work:
         files.write_json(os.path.join(work, "results.json"), doc.to_dict(), indent=1)
-        _write_csv(os.path.join(work, "rounds.csv"), round_rows(doc))
-        _write_csv(os.path.join(work, "epochs.csv"), epoch_rows(doc))
+        files.write_csv(os.path.join(work, "rounds.csv"), round_rows(doc))
+        files.write_csv(os.path.join(work, "epochs.csv"), epoch_rows(doc))
         with open(os.path.join(work, "table.md"), "w") as f:
             f.write(markdown_table(doc))
         if doc.machine:
@@ -273,11 +272,3 @@ def epoch_rows(doc: ExperimentsResult) -> list[dict]:
                 row.update({f"test_{k}": v for k, v in tests.get(h["epoch"], {}).items() if k != "epoch"})
                 rows.append(row)
     return rows
-
-
-def _write_csv(path: str, rows: list[dict]) -> None:
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)

@@ -17,7 +17,6 @@ Output folder: trials.csv, table.md and best_config.json (an ArchConfig: ``pytho
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import itertools
 import logging
@@ -185,11 +184,7 @@ def _write_search(output: str, trials: list[Trial], best: ArchConfig, grid: dict
 
 def _write_files(output: str, trials: list[Trial], best: ArchConfig, grid: dict, info: dict, best_path: str) -> None:
     paths = {name: os.path.join(output, name) for name in ("trials.csv", "table.md", "best_config.json")}
-    rows = [t.to_row() for t in trials]
-    with open(paths["trials.csv"], "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    files.write_csv(paths["trials.csv"], [t.to_row() for t in trials])
     names = list(grid)
     lines = [f"Grid search {info['preset'] or 'custom'} on {info['arch']}: {len(trials)} grid points x "
              f"{info['folds']}-fold cross-validation on {info['nb_train']} training pairs, "
