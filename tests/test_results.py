@@ -12,7 +12,8 @@ import pytest
 from conftest import ROOT
 from keras_pairs import pretrained, results
 from keras_pairs.results import (ArchResult, ExperimentsResult, ExportResult, Normalisation, Round, RoundsSummary,
-                                 RunResult, Scores, SpeedResult, Summary, TeacherResult, Trial, dump, load)
+                                 RunResult, Scores, SearchResult, SpeedResult, Summary, TeacherResult, Trial, dump,
+                                 load)
 
 SHIPPED = str(pretrained.DIR)
 
@@ -146,6 +147,22 @@ def test_dump_and_load_keep_every_field_of_a_round():
     d = dump(Round(seed=np.int64(1), seconds=np.float32(0.5), epochs_run=2, test=Scores(np.float64(0.75)),
                    history=({"loss": np.float32(0.25)},)))
     assert json.loads(json.dumps(d)) == d and type(d["seed"]) is int and type(d["history"][0]["loss"]) is float
+
+
+def test_dump_and_load_keep_every_result_type():
+    from keras_pairs.architectures import get_arch
+    from keras_pairs.machine import MachineState
+
+    machine = MachineState("experiments", "cpu", 2, (0.5, 0.25, 0.125), False, "2026-01-01T00:00:00Z",
+                           (1.0, 0.5, 0.25), 9.5)
+    _through_json(dataclasses.replace(_experiments(), machine=machine, workers=2, scheduler="tcp://10.0.0.1:8786"))
+    with open(os.path.join(SHIPPED, "metrics.json")) as f:
+        _through_json(RunResult.from_dict(json.load(f), run_dir=SHIPPED))
+    with open(os.path.join(SHIPPED, "export", "export.json")) as f:
+        _through_json(ExportResult.from_dict(json.load(f)))
+    with open(os.path.join(ROOT, "results", "export", "speed", "speed.json")) as f:
+        _through_json(dataclasses.replace(SpeedResult.from_dict(json.load(f)), machine=machine))
+    _through_json(SearchResult((Trial({"learning_rate": 0.01}, 0.9, 0.01),), get_arch("v5"), 3.5, {"trials.csv": "t"}))
 
 
 def test_dump_and_load_keep_a_finished_job():
