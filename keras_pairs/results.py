@@ -7,7 +7,8 @@ dataclasses as they are, with per-field overrides; pydantic would make every typ
 - the files' (``to_dict`` / ``from_dict``): metrics.json, results.json, export.json, speed.json as
   they have always been, so committed results and shipped models read and write byte for byte.
   Fields that default to None are left out when None; a type's ``_file`` states where else its
-  files differ from its fields (key order, a renamed or omitted field).
+  files differ from its fields (key order, a renamed or omitted field), and results.json keeps
+  each architecture's histories apart from its rounds (``_write_arch_result``).
 - the lossless one (``dump`` / ``load``): every field of any project dataclass, for a job store.
 
 Reading refuses unknown keys, missing ones and values of the wrong type with a ValueError that says
