@@ -26,9 +26,7 @@ accuracy) and model selection never see them.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -48,7 +46,7 @@ from .errors import UserError
 from .metrics import COMPARATOR_HEADS, comparator_matrix, confusion_matrix, score_with_losses, summarise_rounds
 from .results import ArchResult, ExperimentsResult, Round
 from .tables import markdown_table
-from .training import RoundModel, describe_devices, train_round
+from .training import RoundModel, compiled, describe_devices, train_round
 
 log = logging.getLogger(__name__)
 
@@ -169,13 +167,6 @@ def arch_result(arch: ArchConfig, records: list[RoundRecord]) -> ArchResult:
         comparator=comparators or None)
 
 
-@functools.lru_cache(maxsize=1)
-def compiled(arch: ArchConfig) -> RoundModel:
-    """The last architecture's RoundModel in this process: consecutive rounds of one architecture
-    (serially, or on one worker) compile it once."""
-    return RoundModel(arch)
-
-
 @dataclass(frozen=True)
 class RoundResult:
     """A finished job: the round's record (``run_round``) and the device that trained it."""
@@ -239,8 +230,8 @@ def write_results(doc: ExperimentsResult, output: str) -> None:
     already in the folder are kept."""
     with files.staged_folder(output, keep_existing=True) as work:
         files.write_json(os.path.join(work, "results.json"), doc.to_dict(), indent=1)
-        _write_csv(os.path.join(work, "rounds.csv"), round_rows(doc))
-        _write_csv(os.path.join(work, "epochs.csv"), epoch_rows(doc))
+        files.write_csv(os.path.join(work, "rounds.csv"), round_rows(doc))
+        files.write_csv(os.path.join(work, "epochs.csv"), epoch_rows(doc))
         with open(os.path.join(work, "table.md"), "w") as f:
             f.write(markdown_table(doc))
         if doc.machine:
@@ -281,11 +272,3 @@ def epoch_rows(doc: ExperimentsResult) -> list[dict]:
                 row.update({f"test_{k}": v for k, v in tests.get(h["epoch"], {}).items() if k != "epoch"})
                 rows.append(row)
     return rows
-
-
-def _write_csv(path: str, rows: list[dict]) -> None:
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)

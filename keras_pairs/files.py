@@ -1,4 +1,4 @@
-"""Writing files: JSON with numpy values, and folders that appear whole or not at all.
+"""Writing files: JSON with numpy values, CSV tables, and folders that appear whole or not at all.
 
 Every folder this project writes (run folders, results folders, exports) is built in a temporary
 sibling and swapped in only when complete (``staged_folder``): an interrupted or failed write
@@ -9,6 +9,7 @@ must not load them (the server, the shipped model's installer) can write files t
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -32,6 +33,21 @@ def write_json(path: str, obj, indent: int = 2) -> None:
     with open(path, "w") as f:
         json.dump(obj, f, indent=indent, default=json_default)
         f.write("\n")
+
+
+def write_csv(path: str, rows, columns=None, append: bool = False) -> None:
+    """Rows (dicts) as a CSV table with a header line. ``columns``: the header, by default every key
+    of the rows in the order they first appear; a row's missing columns are left empty.
+    ``append`` adds the rows to the file, with the header only when the file is new or empty: a
+    study writes each row as it ends, so that an interrupted one keeps what it finished."""
+    rows = list(rows)
+    columns = list(dict.fromkeys(k for row in rows for k in row)) if columns is None else list(columns)
+    header = not (append and os.path.isfile(path) and os.path.getsize(path) > 0)
+    with open(path, "a" if append else "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        if header:
+            writer.writeheader()
+        writer.writerows(rows)
 
 
 @contextlib.contextmanager

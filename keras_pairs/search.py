@@ -17,9 +17,7 @@ Output folder: trials.csv, table.md and best_config.json (an ArchConfig: ``pytho
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import functools
 import itertools
 import logging
 import os
@@ -37,7 +35,7 @@ from .distributed import Cluster, kept_jobs, job_conditions, run_jobs
 from .errors import UserError
 from .grids import PRESETS, apply_hyperparameters, kfold_indices
 from .results import SearchResult, Trial
-from .training import RoundModel, train_round
+from .training import RoundModel, compiled, train_round
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +61,6 @@ def run_fold(round_model: RoundModel, pairs: PairSet, folds: int, seed: int, k: 
 def grid_point(values: dict, scores: list[float]) -> Trial:
     """A grid point's score: mean and sample std of its folds' held-out pair accuracies."""
     return Trial(values, float(np.mean(scores)), float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0)
-
-
-@functools.lru_cache(maxsize=1)
-def compiled(arch: ArchConfig) -> RoundModel:
-    """The last grid point's RoundModel in this process: its consecutive folds compile it once."""
-    return RoundModel(arch)
 
 
 def run_job(job: dict, arch: ArchConfig, pairs: PairSet, folds: int, seed: int) -> FoldResult:
@@ -192,11 +184,7 @@ def _write_search(output: str, trials: list[Trial], best: ArchConfig, grid: dict
 
 def _write_files(output: str, trials: list[Trial], best: ArchConfig, grid: dict, info: dict, best_path: str) -> None:
     paths = {name: os.path.join(output, name) for name in ("trials.csv", "table.md", "best_config.json")}
-    rows = [t.to_row() for t in trials]
-    with open(paths["trials.csv"], "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    files.write_csv(paths["trials.csv"], [t.to_row() for t in trials])
     names = list(grid)
     lines = [f"Grid search {info['preset'] or 'custom'} on {info['arch']}: {len(trials)} grid points x "
              f"{info['folds']}-fold cross-validation on {info['nb_train']} training pairs, "

