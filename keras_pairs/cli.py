@@ -4,7 +4,7 @@ Each script (train.py, export.py, predict.py, experiments.py, search.py) parses 
 hands one library call to ``execute``, which
 
 * keeps TensorFlow's C++ lines (absl start-up, CUDA probing, the converter's) off the terminal
-  unless ``--verbose`` is given, and applies ``--intra-op-threads`` before TensorFlow runs an op;
+  unless ``--verbose`` is given, and applies ``--threads`` before TensorFlow runs an op;
 * prints a bad input (``errors.UserError``: unknown name, wrong value, missing or corrupt file) or
   a file-system refusal (``OSError``: permission, full disk) as one ``error:`` line and exits
   with 2; says a failed check or an incomplete run (``errors.FailedCheck``) in full and exits
@@ -66,12 +66,12 @@ def arch_help() -> str:
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, threads: bool = True) -> None:
-    """--verbose, and --intra-op-threads for the commands that train."""
+    """--verbose, and --threads for the commands that train."""
     if threads:
-        parser.add_argument("--intra-op-threads", type=positive_int, metavar="N",
-                            help="threads one TensorFlow op may use (default: TensorFlow's, every core). On 2 "
-                                 "cores 1 trains ~15 %% faster: an ensemble's encoders run side by side "
-                                 "instead of every small op splitting itself (docs/performance.md)")
+        parser.add_argument("--threads", type=positive_int, metavar="N",
+                            help="TensorFlow threads of each training process: its intra-op and inter-op pools "
+                                 "and tf.data's (default: TensorFlow's, every core here; 1 on each Dask worker). "
+                                 "docs/performance.md, docs/distributed.md")
     parser.add_argument("--verbose", nargs="?", type=int, const=1, default=0, choices=(0, 1, 2),
                         help="show TensorFlow's start-up lines and Keras' progress (1: bar, 2: a line per epoch)")
 
@@ -81,7 +81,7 @@ def add_cluster_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     group = parser.add_argument_group("workers and resuming (docs/distributed.md)")
     group.add_argument("--workers", type=positive_int, metavar="N",
                        help=f"run the {what} on N Dask worker processes on this machine (127.0.0.1), "
-                            "each with --intra-op-threads threads (default 1)")
+                            "each with --threads threads (default 1); N x threads may not exceed the cores")
     group.add_argument("--scheduler", metavar="ADDRESS",
                        help=f"run the {what} on a running Dask cluster, e.g. tcp://10.0.0.1:8786 (default: "
                             "$DASK_SCHEDULER_ADDRESS if set); needs pip install 'keras_pairs[cluster]'")
@@ -251,14 +251,6 @@ def _writes_to_fd2(stream) -> bool:
         return False
 
 
-def set_intra_op_threads(n: int | None) -> None:
-    """Applies --intra-op-threads; TensorFlow must not have run an op yet."""
-    if n is not None:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-
-
 def execute(args: argparse.Namespace, command, tensorflow: bool = True) -> int:
     """Runs ``command()`` (one library call and its printing) under the common rules (module doc);
     ``tensorflow=False`` for a command that must not load TensorFlow (the server)."""
@@ -269,7 +261,9 @@ def execute(args: argparse.Namespace, command, tensorflow: bool = True) -> int:
     with native_stderr_silenced(tensorflow and not verbose):
         try:
             if tensorflow:
-                set_intra_op_threads(getattr(args, "intra_op_threads", None))
+                from . import threads
+
+                threads.apply(getattr(args, "threads", None))
             return command() or 0
         except (UserError, OSError) as err:
             if verbose:

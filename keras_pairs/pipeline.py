@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from . import threads
 from .config import ArchConfig
 from .data import PairSet, pair_target
 from .models import averaged_output
@@ -23,11 +24,11 @@ def targets_for(output_names, pairs: PairSet) -> dict:
 def pair_dataset(pairs: PairSet, output_names, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
     """An in-memory tf.data pipeline, cached; with ``seed`` it reshuffles every epoch,
     deterministically. About 0.2 s per epoch cheaper than handing ``fit`` numpy arrays, which
-    it re-wraps every epoch."""
+    it re-wraps every epoch. Its private thread pool keeps to the process's budget (``threads``)."""
     ds = tf.data.Dataset.from_tensor_slices((pairs.images, targets_for(output_names, pairs))).cache()
     if seed is not None:
         ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(threads.dataset_options())
 
 
 def fit_inputs(model: keras.Model, arch: ArchConfig, fit: PairSet, val: PairSet | None, seed: int) -> dict:

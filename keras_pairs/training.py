@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import files
+from . import files, threads
 from .architectures import teacher_of
 from .config import ArchConfig, TrainConfig
 from .data import Mnist, RoundData, load_mnist, prepare_round
@@ -44,16 +44,15 @@ PROGRESS_AFTER_SECONDS = 5.0  # rounds longer than this print a line per epoch
 
 def describe_devices(strategy: tf.distribute.Strategy | None = None) -> dict:
     """The device Keras trains on (a GPU is used automatically when TensorFlow sees one), the
-    replicas of the distribution strategy, and the threads one op may use (0: TensorFlow's)."""
+    replicas of the distribution strategy, and TensorFlow's intra- and inter-op threads (0: its
+    default, one per core)."""
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
         info = {"device": "GPU", "name": details.get("device_name", gpus[0].name), "count": len(gpus)}
     else:
         info = {"device": "CPU", "name": "CPU", "count": len(tf.config.list_logical_devices("CPU"))}
-    env = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
-    info["intra_op_threads"] = (tf.config.threading.get_intra_op_parallelism_threads()
-                                or (int(env) if env.isdigit() else 0))
+    info.update(threads.configured())
     info["strategy"] = type(strategy).__name__ if strategy is not None else "default"
     info["replicas"] = strategy.num_replicas_in_sync if strategy is not None else 1
     return info

@@ -7,9 +7,9 @@ views, what every benchmark reports) and with the training model, which is the s
 weights without the views. The difference is the views' exact effect. The "without views" figures
 of docs/model.md's x2 tables came from this comparison, which every benchmark round used to make:
 
-    python research/test_time_views.py --archs best --rounds 10 --val-fraction 0 --intra-op-threads 1 \
+    python research/test_time_views.py --archs best --rounds 10 --val-fraction 0 --threads 1 \
         --output results/research/test_time_views.csv
-    python research/test_time_views.py --archs best --rounds 10 --seed 10 --val-fraction 0 --intra-op-threads 1 \
+    python research/test_time_views.py --archs best --rounds 10 --seed 10 --val-fraction 0 --threads 1 \
         --output results/research/test_time_views_seeds10.csv
 
 Writes one row per (architecture, round, views) as each round ends, then prints mean ± std. It

