@@ -205,9 +205,10 @@ def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress:
     mnist = mnist or load_mnist(exp.protocol.data)
     jobs = [{"arch": arch.name, "round": r} for arch in archs for r in range(exp.rounds)]
     settings = {"kind": "experiments", "data": mnist.describe(), **job_conditions(cluster),
-                **{k: v for k, v in exp.to_dict().items() if k != "output"}}
+                **{k: v for k, v in exp.to_dict().items() if k != "output"},
+                "configs": {arch.name: arch.to_dict() for arch in archs}}
     start = time.perf_counter()
-    with kept_jobs(exp.output, settings, fresh) as store:
+    with kept_jobs(exp.output, settings, RoundResult, fresh) as store:
         with machine.timed_machine("experiments") as state:
             done = run_jobs(run_job, jobs, cluster, store, {"exp": exp, "mnist": mnist},
                             round_summary if progress else None)

@@ -156,7 +156,7 @@ def grid_search(cfg: SearchConfig, mnist: Mnist | None = None, cluster: Cluster 
     log.info("grid search %s on %s: %d grid points x %d folds, %d epochs, %d training pairs",
              preset or "custom", arch_name, len(combos), folds, arch_cfg.epochs, nb_train)
     start = time.perf_counter()
-    with kept_jobs(output, settings, fresh) as store:
+    with kept_jobs(output, settings, FoldResult, fresh) as store:
         results = run_jobs(run_job, jobs, cluster, store,
                            {"arch": arch_cfg, "pairs": pairs, "folds": folds, "seed": seed},
                            fold_summary if progress else None)

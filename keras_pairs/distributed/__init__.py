@@ -3,11 +3,18 @@ Dask tasks; each finished job is kept on disk, so a stopped command resumes (doc
 
 ``run_jobs(fn, jobs, cluster, store, shared)`` returns ``fn(job, **shared)`` for every job, in job
 order. ``fn`` is a module-level function (workers import it by name) that depends only on its
-arguments, so any process may run any job. ``Cluster`` says where: serially here (Dask is not even
-imported), ``workers`` processes of a ``LocalCluster`` on 127.0.0.1 started and closed here, or a
-running ``scheduler``. Dask re-runs a job whose worker died (``allowed-failures``) and a job that
-raised once (``RETRIES``); what still fails ends ``run_jobs`` with ``JobsFailed`` naming each job.
-``kept_jobs`` is the store: a folder beside the output named after a hash of the settings.
+arguments, so any process may run any job: a round's seeds reach every random layer explicitly
+(``models.LayerSeeds``), so nothing a worker's own threads do can move its numbers. ``Cluster``
+says where: serially here (Dask is not even imported), ``workers`` processes of a ``LocalCluster``
+on 127.0.0.1 started and closed here, or a running ``scheduler``; each worker runs one job at a
+time with ``threads`` TensorFlow threads (``threads.py``). Dask re-runs a job whose worker died
+(``allowed-failures``) and a job that raised once (``RETRIES``); what still fails ends
+``run_jobs`` with ``JobsFailed`` naming each job.
+
+``kept_jobs`` is the store: a folder beside the output, named after a hash of everything the
+jobs' numbers depend on (the caller's settings and ``job_conditions``: library versions, a hash
+of keras_pairs' sources, the threads), holding one JSON record per finished job, read back
+through ``results.load`` into the jobs' result type. Nothing in it is ever executed.
 """
 
 from __future__ import annotations
@@ -17,23 +24,26 @@ import hashlib
 import json
 import logging
 import os
-import pickle
+import platform
 import shutil
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .. import threads as tf_threads
 from ..errors import FailedCheck, UserError
 
 RETRIES = 1  # a job that raises is run once more (a passing fault on one machine)
-QUIET_COMM = "DASK_DISTRIBUTED__COMM__OFFLOAD"  # =False on every worker (run_on_worker says why)
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # keras_pairs/
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Cluster:
     """``workers`` local processes, or a running ``scheduler`` (tcp:// or tls://), else serial.
-    ``threads``: intra-op threads of each Dask worker; ``verbose``: Dask's own log lines too."""
+    ``threads``: TensorFlow threads per pool of each Dask worker; ``verbose``: Dask's own log lines too."""
 
     workers: int = 0
     scheduler: str | None = None
@@ -46,16 +56,19 @@ class Cluster:
 
     def describe(self) -> str:
         where = f"{self.workers} local worker(s)" if self.workers else f"the Dask scheduler {self.scheduler}"
-        return "this process" if self.serial else f"{where}, {self.threads} intra-op thread(s) each"
+        return "this process" if self.serial else f"{where}, {self.threads} TensorFlow thread(s) each"
 
 
 def cluster_from_flags(workers: int | None = None, scheduler: str | None = None, threads: int | None = None,
                        verbose: int = 0) -> Cluster:
-    """--workers / --scheduler (else $DASK_SCHEDULER_ADDRESS); UserError for both, or without Dask."""
+    """--workers / --scheduler (else $DASK_SCHEDULER_ADDRESS) and --threads (default 1 per worker);
+    UserError for both, for local workers x threads beyond the cores, or without Dask."""
     if workers and scheduler:
         raise UserError("--workers starts a cluster here and --scheduler uses a running one: give one of them")
     cluster = Cluster(workers or 0, None if workers else scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None,
                       threads or 1, bool(verbose))
+    if cluster.workers:
+        tf_threads.check_budget(cluster.workers, cluster.threads)
     try:
         if not cluster.serial:
             import distributed  # noqa: F401
@@ -64,17 +77,34 @@ def cluster_from_flags(workers: int | None = None, scheduler: str | None = None,
     return cluster
 
 
+def source_hash() -> str:
+    """A hash of every Python source of keras_pairs: any change of the training code changes it."""
+    digest = hashlib.sha256()
+    for folder, dirs, names in sorted(os.walk(PACKAGE)):
+        dirs.sort()
+        for name in sorted(n for n in names if n.endswith(".py")):
+            path = os.path.join(folder, name)
+            digest.update(os.path.relpath(path, PACKAGE).encode() + b"\0")
+            with open(path, "rb") as f:
+                digest.update(f.read() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def job_conditions(cluster: Cluster) -> dict:
     """What the jobs' numbers depend on beyond the caller's settings (so part of the settings that
-    name their store, ``kept_jobs``): library versions and the jobs' intra-op threads (0:
-    TensorFlow's default)."""
+    name their store, ``kept_jobs``): library versions, keras_pairs' version and sources, and the
+    jobs' TensorFlow threads (0: TensorFlow's default)."""
     import keras
+    import numpy
     import tensorflow as tf
 
-    env = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
-    here = tf.config.threading.get_intra_op_parallelism_threads() or (int(env) if env.isdigit() else 0)
-    return {"versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
-            "intra_op_threads": here if cluster.serial else cluster.threads}
+    from .. import __version__
+
+    here = tf_threads.configured()
+    threads = here if cluster.serial else {k: cluster.threads for k in here}
+    return {"versions": {"keras_pairs": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+                         "numpy": numpy.__version__, "python": platform.python_version()},
+            "code": source_hash(), **threads}
 
 
 class JobsFailed(FailedCheck):
@@ -89,46 +119,86 @@ def _key(job: dict) -> str:
     return json.dumps(job, sort_keys=True)
 
 
+@dataclass(frozen=True)
+class JobStore:
+    """The finished jobs of one set of settings: ``folder`` holds one JSON record per job,
+    ``{"store": key, "job": ..., "result": results.dump(result)}``, written whole then renamed."""
+
+    folder: str
+    key: str
+    result_type: type
+
+    def path(self, job: dict) -> str:
+        return os.path.join(self.folder, hashlib.sha256(_key(job).encode()).hexdigest()[:20] + ".json")
+
+    def save(self, job: dict, result) -> None:
+        from ..files import write_json
+        from ..results import dump
+
+        path = self.path(job)
+        write_json(path + ".tmp", {"store": self.key, "job": job, "result": dump(result)})
+        os.replace(path + ".tmp", path)
+
+    def finished(self) -> dict[str, Any]:
+        """The kept results by job key. A file that is not such a record of these settings is said
+        in one line and left out: its job runs again."""
+        from ..results import load
+
+        done = {}
+        for name in sorted(os.listdir(self.folder)):
+            if name == SETTINGS:
+                continue
+            try:
+                if not name.endswith(".json"):
+                    raise ValueError("not a JSON job record (only those are read)")
+                with open(os.path.join(self.folder, name)) as f:
+                    record = json.load(f)
+                if not isinstance(record, dict) or record.get("store") != self.key:
+                    raise ValueError("written by other code or settings")
+                done[_key(record["job"])] = load(self.result_type, record["result"])
+            except (OSError, ValueError, TypeError, KeyError) as err:
+                why = f"not valid JSON ({err})" if isinstance(err, json.JSONDecodeError) else str(err) or type(err).__name__
+                print(f"ignoring {os.path.join(self.folder, name)}: {why}; its job runs again", file=sys.stderr,
+                      flush=True)
+        return done
+
+
+SETTINGS = "settings.json"
+
+
 @contextlib.contextmanager
-def kept_jobs(output: str, settings: dict, fresh: bool = False):
-    """Yields the store of the jobs of ``settings`` writing ``output``: ``.<name>.jobs-<hash>`` beside
-    it, one pickle per finished job. Other settings get another store, so their jobs never mix;
+def kept_jobs(output: str, settings: dict, result_type: type, fresh: bool = False):
+    """Yields the ``JobStore`` of the jobs of ``settings`` writing ``output``: ``.<name>.jobs-<hash>``
+    beside it. Other settings, code or libraries get another store, so their jobs never mix;
     ``fresh`` empties it first. Removed when the block (that writes the results) completes."""
     text = json.dumps(settings, sort_keys=True, default=str)
+    key = hashlib.sha256(text.encode()).hexdigest()[:12]
     parent, name = os.path.split(os.path.abspath(output))
-    store = os.path.join(parent, f".{name}.jobs-{hashlib.sha256(text.encode()).hexdigest()[:12]}")
+    store = JobStore(os.path.join(parent, f".{name}.jobs-{key}"), key, result_type)
     if fresh:
-        shutil.rmtree(store, ignore_errors=True)
-    os.makedirs(store, exist_ok=True)
-    with open(os.path.join(store, "settings.json"), "w") as f:
+        shutil.rmtree(store.folder, ignore_errors=True)
+    os.makedirs(store.folder, exist_ok=True)
+    with open(os.path.join(store.folder, SETTINGS), "w") as f:
         f.write(text + "\n")
     yield store
-    shutil.rmtree(store, ignore_errors=True)
+    shutil.rmtree(store.folder, ignore_errors=True)
 
 
-def run_jobs(fn: Callable, jobs: list[dict], cluster: Cluster, store: str | None = None,
+def run_jobs(fn: Callable, jobs: list[dict], cluster: Cluster, store: JobStore | None = None,
              shared: dict | None = None, summary: Callable[[Any], str] | None = None) -> list:
     """``fn(job, **shared)`` for every job not already in ``store``, in job order; with ``summary``
     (result -> text) one progress line per job as it finishes."""
     shared = shared or {}
-    done = {}
-    for name in sorted(os.listdir(store)) if store else []:
-        if name.endswith(".pkl"):
-            with open(os.path.join(store, name), "rb") as f:
-                job, result = pickle.load(f)
-            done[_key(job)] = result
+    done = store.finished() if store else {}
     todo = [job for job in jobs if _key(job) not in done]
-    progress = Progress(len(jobs), len(done), summary)
-    if summary and done:
-        print(f"{len(jobs) - len(todo)} of {len(jobs)} job(s) already done, kept in {store} (--fresh runs "
+    progress = Progress(len(jobs), len(jobs) - len(todo), summary)
+    if summary and len(todo) < len(jobs):
+        print(f"{len(jobs) - len(todo)} of {len(jobs)} job(s) already done, kept in {store.folder} (--fresh runs "
               f"them again); running {len(todo)} on {cluster.describe()}", flush=True)
 
     def finished(job, result):
-        if store:  # written whole, then renamed: a job's file is complete or absent
-            path = os.path.join(store, hashlib.sha256(_key(job).encode()).hexdigest()[:20] + ".pkl")
-            with open(path + ".tmp", "wb") as f:
-                pickle.dump((job, result), f)
-            os.replace(path + ".tmp", path)
+        if store:
+            store.save(job, result)
         done[_key(job)] = result
         progress(job, result)
 
@@ -141,7 +211,7 @@ def run_jobs(fn: Callable, jobs: list[dict], cluster: Cluster, store: str | None
         if not cluster.verbose:  # the scheduler's and nannies' chatter (a LocalCluster's live here)
             logging.getLogger("distributed").setLevel(logging.ERROR)
         failed = []
-        with (local_cluster(cluster.workers, cluster.verbose) if cluster.workers
+        with (local_cluster(cluster.workers, cluster.threads, cluster.verbose) if cluster.workers
               else contextlib.nullcontext(cluster.scheduler)) as address, Client(address) as client:
             sent = {name: client.scatter(value, broadcast=True) for name, value in shared.items()}
             futures = client.map(run_on_worker, todo, fn=fn, threads=cluster.threads, pure=False,
@@ -160,45 +230,46 @@ def run_jobs(fn: Callable, jobs: list[dict], cluster: Cluster, store: str | None
 
 
 @contextlib.contextmanager
-def local_cluster(workers: int, verbose: bool = False):
-    """A ``LocalCluster`` of single-threaded worker processes, every socket on 127.0.0.1, no
-    dashboard, its workers started with QUIET_COMM."""
+def local_cluster(workers: int, threads: int = 1, verbose: bool = False):
+    """A ``LocalCluster`` of ``workers`` processes running one job at a time, every socket on
+    127.0.0.1, no dashboard; each worker's TensorFlow gets ``threads`` threads per pool through
+    its environment, set before the process starts (``distributed.nanny.pre-spawn-environ``)."""
     import dask
     from distributed import LocalCluster
 
-    quiet = {"distributed.comm.offload": False, f"distributed.nanny.pre-spawn-environ.{QUIET_COMM}": "False"}
-    with dask.config.set(quiet), LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-            silence_logs=logging.INFO if verbose else logging.ERROR) as cluster:
-        yield cluster
+    environ = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in tf_threads.environ(threads).items()}
+    before = dict(os.environ)  # a nanny copies what it hands its worker into this process's environment
+    try:
+        with dask.config.set(environ), LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                silence_logs=logging.INFO if verbose else logging.ERROR) as cluster:
+            yield cluster
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
 
 
 def run_on_worker(job: dict, fn: Callable, threads: int, **shared):
-    """A job in a Dask worker, with ``threads`` intra-op threads set before TensorFlow's first op.
+    """A job in a Dask worker, with ``threads`` TensorFlow threads per pool (``threads.apply``).
 
-    Keras layers draw their seeds from Python's global ``random`` (seeded per round), so nothing
-    else in the process may draw from it meanwhile. Dask's event-loop thread does when it sizes a
-    container of over 10 items (``dask.sizeof`` samples it): every message it sends, unless
-    ``distributed.comm.offload`` is off (QUIET_COMM), and every dict or list result. So both are
-    refused here: otherwise rounds would differ from the serial loop's by chance.
+    A worker must run one job at a time: TensorFlow's pools, its global seed and Keras' state are
+    the process's, so two rounds side by side in one process would share them.
     """
-    import dask
-    import tensorflow as tf
+    from distributed import get_worker
 
-    now = tf.config.threading.get_intra_op_parallelism_threads()
+    running = get_worker().state.nthreads
+    if running != 1:
+        raise RuntimeError(f"this Dask worker runs {running} tasks at once: start it with --nthreads 1 "
+                           f"(--nworkers N for more processes; docs/distributed.md)")
+    env = {k: os.environ.get(k) for k in tf_threads.environ(threads)}
+    if any(v is not None and v != str(threads) for v in env.values()):
+        log.warning("keras_pairs: this worker's environment asks TensorFlow for %s; the jobs ask for %d thread(s)",
+                    ", ".join(f"{k}={v}" for k, v in env.items()), threads)
     try:
-        if now != threads:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-    except RuntimeError:
-        raise RuntimeError(f"this worker runs TensorFlow with {now} intra-op thread(s), not {threads}: "
-                           "restart it") from None
-    if dask.config.get("distributed.comm.offload"):
-        raise RuntimeError(f"this Dask worker sizes its messages with Python's random module, so rounds would "
-                           f"not repeat: start it with {QUIET_COMM}=False")
-    result = fn(job, **shared)
-    if isinstance(result, (dict, list, tuple, set)):
-        raise TypeError(f"{fn.__name__} returned a {type(result).__name__}: return an object (run_on_worker)")
-    return result
+        tf_threads.apply(threads)
+    except tf_threads.ThreadsFixed as err:
+        raise RuntimeError(str(err)) from None
+    return fn(job, **shared)
 
 
 class Progress:
