@@ -211,7 +211,7 @@ def run_experiments(exp: ExperimentConfig, mnist: Mnist | None = None, progress:
     with kept_jobs(exp.output, settings, RoundResult, fresh) as store:
         with machine.timed_machine("experiments") as state:
             done = run_jobs(run_job, jobs, cluster, store, {"exp": exp, "mnist": mnist},
-                            round_summary if progress else None)
+                            round_summary if progress else None, group=lambda job: job["arch"])
         records = [result.record for result in done]
         total = time.perf_counter() - start
         results = {arch.name: arch_result(arch, records[i * exp.rounds:(i + 1) * exp.rounds])

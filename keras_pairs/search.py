@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
 import os
 import time
@@ -159,7 +160,8 @@ def grid_search(cfg: SearchConfig, mnist: Mnist | None = None, cluster: Cluster 
     with kept_jobs(output, settings, FoldResult, fresh) as store:
         results = run_jobs(run_job, jobs, cluster, store,
                            {"arch": arch_cfg, "pairs": pairs, "folds": folds, "seed": seed},
-                           fold_summary if progress else None)
+                           fold_summary if progress else None,
+                           group=lambda job: json.dumps({k: v for k, v in job.items() if k != "fold"}, sort_keys=True))
         seconds = time.perf_counter() - start
         trials = [grid_point(dict(zip(names, combo)), [r.score for r in results[i * folds:(i + 1) * folds]])
                   for i, combo in enumerate(combos)]

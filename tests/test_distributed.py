@@ -143,6 +143,17 @@ def test_flags_choose_where_jobs_run(monkeypatch):
         distributed.cluster_from_flags(workers=2, scheduler="tcp://127.0.0.1:8786")
 
 
+def test_each_architectures_rounds_go_to_one_worker_and_the_workers_get_as_many():
+    jobs = [{"arch": a, "round": r} for a, n in (("x2", 4), ("v5", 3), ("v4", 3), ("v1", 2)) for r in range(n)]
+    where = distributed.placement(jobs, lambda job: job["arch"], ["tcp://a", "tcp://b"])
+    by_arch = {}
+    for job, (worker,) in zip(jobs, where):
+        by_arch.setdefault(job["arch"], set()).add(worker)
+    assert all(len(workers) == 1 for workers in by_arch.values())  # compiled once, on one worker
+    assert sorted(sum(w == [x] for w in where) for x in ("tcp://a", "tcp://b")) == [6, 6]
+    assert distributed.placement(jobs, None, ["tcp://a"]) == [None] * len(jobs)
+
+
 def test_local_workers_may_not_ask_for_more_cores_than_the_machine_has():
     threads.check_budget(2, 1, cores=2)
     with pytest.raises(UserError, match=r"--workers 2 x --threads 2 asks for 4 cores on a machine of 2.*"

@@ -35,6 +35,9 @@ from .. import threads as tf_threads
 from ..errors import FailedCheck, UserError
 
 RETRIES = 1  # a job that raises is run once more (a passing fault on one machine)
+# Dask's statistical profiler walks every thread's stack each 10 ms on the worker's event loop:
+# beside a training on one core it made the rounds of one worker ~20 % slower than serial ones.
+PROFILER = "distributed.worker.profile.enabled"
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # keras_pairs/
 
 log = logging.getLogger(__name__)
@@ -185,9 +188,12 @@ def kept_jobs(output: str, settings: dict, result_type: type, fresh: bool = Fals
 
 
 def run_jobs(fn: Callable, jobs: list[dict], cluster: Cluster, store: JobStore | None = None,
-             shared: dict | None = None, summary: Callable[[Any], str] | None = None) -> list:
+             shared: dict | None = None, summary: Callable[[Any], str] | None = None,
+             group: Callable[[dict], Any] | None = None) -> list:
     """``fn(job, **shared)`` for every job not already in ``store``, in job order; with ``summary``
-    (result -> text) one progress line per job as it finishes."""
+    (result -> text) one progress line per job as it finishes. Jobs of one ``group`` (job -> key:
+    the rounds of one architecture, which share its compiled model) go to one Dask worker where
+    they can (``placement``)."""
     shared = shared or {}
     done = store.finished() if store else {}
     todo = [job for job in jobs if _key(job) not in done]
@@ -214,8 +220,14 @@ def run_jobs(fn: Callable, jobs: list[dict], cluster: Cluster, store: JobStore |
         with (local_cluster(cluster.workers, cluster.threads, cluster.verbose) if cluster.workers
               else contextlib.nullcontext(cluster.scheduler)) as address, Client(address) as client:
             sent = {name: client.scatter(value, broadcast=True) for name, value in shared.items()}
-            futures = client.map(run_on_worker, todo, fn=fn, threads=cluster.threads, pure=False,
-                                 retries=RETRIES, **sent)
+            client.wait_for_workers(1)
+            where = placement(todo, group, sorted(client.scheduler_info()["workers"]))
+            # In job order on every worker (priority): a worker that interleaved two architectures
+            # would compile each again for every round (training.compiled keeps the last one).
+            futures = [client.submit(run_on_worker, job, fn=fn, threads=cluster.threads, pure=False,
+                                     retries=RETRIES, workers=worker, allow_other_workers=worker is not None,
+                                     priority=len(todo) - i, **sent)
+                       for i, (job, worker) in enumerate(zip(todo, where))]
             which = dict(zip(futures, todo))
             for future, result in as_completed(futures, with_results=True, raise_errors=False):
                 if future.status == "error":
@@ -229,15 +241,34 @@ def run_jobs(fn: Callable, jobs: list[dict], cluster: Cluster, store: JobStore |
     return [done[_key(job)] for job in jobs]
 
 
+def placement(jobs: list[dict], group: Callable[[dict], Any] | None, workers: list[str]) -> list:
+    """The worker each job should run on: every job of a group on one worker, the groups spread
+    so that each worker gets about as many jobs (largest group first, to the least loaded worker).
+    A worker that runs out of its own jobs still takes others' (Dask's work stealing), so this
+    only spares compiling one architecture on every worker. None without groups."""
+    if group is None or not workers:
+        return [None] * len(jobs)
+    sizes: dict[Any, int] = {}
+    for job in jobs:
+        sizes[group(job)] = sizes.get(group(job), 0) + 1
+    load, where = dict.fromkeys(workers, 0), {}
+    for key, n in sorted(sizes.items(), key=lambda item: -item[1]):
+        where[key] = min(load, key=load.get)
+        load[where[key]] += n
+    return [[where[group(job)]] for job in jobs]
+
+
 @contextlib.contextmanager
 def local_cluster(workers: int, threads: int = 1, verbose: bool = False):
     """A ``LocalCluster`` of ``workers`` processes running one job at a time, every socket on
-    127.0.0.1, no dashboard; each worker's TensorFlow gets ``threads`` threads per pool through
-    its environment, set before the process starts (``distributed.nanny.pre-spawn-environ``)."""
+    127.0.0.1, no dashboard, no profiler (``PROFILER``); each worker's TensorFlow gets ``threads``
+    threads per pool through its environment, set before the process starts
+    (``distributed.nanny.pre-spawn-environ``)."""
     import dask
     from distributed import LocalCluster
 
     environ = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in tf_threads.environ(threads).items()}
+    environ[PROFILER] = False
     before = dict(os.environ)  # a nanny copies what it hands its worker into this process's environment
     try:
         with dask.config.set(environ), LocalCluster(
