@@ -35,8 +35,9 @@ from .. import threads as tf_threads
 from ..errors import FailedCheck, UserError
 
 RETRIES = 1  # a job that raises is run once more (a passing fault on one machine)
-# Dask's statistical profiler walks every thread's stack each 10 ms on the worker's event loop:
-# beside a training on one core it made the rounds of one worker ~20 % slower than serial ones.
+# Dask's statistical profiler walks every thread's stack each 10 ms on the worker's event loop,
+# taking the GIL from the training thread; nothing here reads its profiles. (Turning it off did not
+# measurably change a worker's rounds, which stay ~15 % slower than serial ones: docs/distributed.md.)
 PROFILER = "distributed.worker.profile.enabled"
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # keras_pairs/
 
