@@ -178,7 +178,8 @@ def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
     """The deployment table: per model timed in ``speed_dir`` (speed.json), its test pair accuracy
     over the rounds of the first of ``results_dirs`` that holds it (as a model or as a student's
     teacher), its multiply-adds per pair, int8 size and int8 speed; ratios are to the last timed
-    model, as in the speed table."""
+    model, as in the speed table. The speeds' header names the CPU and its vector extensions
+    (machine.json): int8 speed depends on them (AVX-512 VNNI multiplies int8 in one instruction)."""
     path = os.path.join(speed_dir, "speed.json")
     if not os.path.isfile(path):
         raise UserError(f"{path} not found: run `python -m keras_pairs speed ARCH ... --output {speed_dir}` first")
@@ -192,8 +193,10 @@ def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
                 rounds_of.setdefault(get_arch(name).teacher, (results_dir, [
                     {"test_pair_accuracy": r["teacher_test_pair_accuracy"]} for r in rounds]))
     ref, quiet = speed.reference, machine.quotable(speed_dir)
+    state = machine.read(speed_dir)
+    on = f", {state.cpu} ({', '.join(state.vector or ()) or 'vector extensions not recorded'})" if state else ""
     lines = ["| arch | test pair accuracy (%) | rounds | multiply-adds per pair | int8 size (KiB) "
-             f"| pairs/s, batch {speed.batch}, {speed.threads} threads | results |",
+             f"| pairs/s, batch {speed.batch}, {speed.threads} threads{on} | results |",
              "|---|---|---:|---:|---:|---:|---|"]
     for r in speed.rows:
         if r.arch not in rounds_of:

@@ -17,12 +17,11 @@ from keras_pairs.results import SpeedResult
 # README's tables of results, in README's order, each with the commands (quoted in README) whose
 # rows make it, in the order README lists them. A --speed command contributes its deployment table.
 README_TABLES = (
-    ("reproduction", ["python -m keras_pairs.tables"]),
-    ("our models", ["python -m keras_pairs.tables results/best results/x2_seeds10 --seconds-from results/timing/best",
-                    "python -m keras_pairs.tables results/deploy-patient",
-                    "python -m keras_pairs.tables results/deploy --seconds-from results/timing/deploy"]),
-    ("deployment", ["python -m keras_pairs.tables results/deploy-patient results/deploy "
-                    "--speed results/export/speed-deploy"]),
+    ("reproduction", ["python -m keras_pairs.tables results/reproduction --seconds-from results/scaling/serial-default-2"]),
+    ("our models", ["python -m keras_pairs.tables results/best results/x2_seeds10",
+                    "python -m keras_pairs.tables results/deploy-patient --seconds-from results/timing/deploy-patient",
+                    "python -m keras_pairs.tables results/deploy"]),
+    ("deployment", ["python -m keras_pairs.tables results/deploy-patient --speed results/export/speed-deploy"]),
 )
 
 
@@ -81,7 +80,7 @@ def test_readme_tables_are_the_rows_generated_from_the_committed_results(expecte
     assert not readme_differences(os.path.join(ROOT, "README.md"), expected)
     for name, rows in expected.items():
         assert rows, f"the {name} table's commands printed no rows"
-    assert not machine.read(os.path.join(ROOT, "results", "export", "speed-deploy")).busy, \
+    assert machine.quotable(os.path.join(ROOT, "results", "export", "speed-deploy")), \
         "README's deployment speeds come from a quiet machine"
 
 
@@ -90,13 +89,12 @@ def test_an_altered_or_missing_readme_row_is_detected(tmp_path, expected):
         readme = f.read()
     student = next(r for r in expected["our models"] if r.startswith("| siamese-prob-patient |"))
     teacher = next(r for r in expected["our models"] if "(its teacher)" in r and "results/deploy-patient" in r)
-    deployed = expected["deployment"][0]
+    deployed, reproduced = expected["deployment"][0], expected["reproduction"][0]
     copy = tmp_path / "README.md"
     for altered, detected in ((readme.replace(student, student.replace("99.05", "99.06")), "not generated"),
                               (readme.replace(teacher + "\n", ""), "lacks the generated row"),
-                              (readme.replace(deployed, deployed.replace("28,420", "28,421")), "not generated"),
-                              (readme.replace("4.3 | 10 | `results/reproduction`", "4.4 | 10 | `results/reproduction`"),
-                               "not generated")):
+                              (readme.replace(deployed, deployed.replace(" | 10 | ", " | 9 | ", 1)), "not generated"),
+                              (readme.replace(reproduced, reproduced.replace(" | 10 | ", " | 11 | ")), "not generated")):
         assert altered != readme
         copy.write_text(altered)
         problems = readme_differences(str(copy), expected)
@@ -104,14 +102,14 @@ def test_an_altered_or_missing_readme_row_is_detected(tmp_path, expected):
 
 
 def test_docs_quote_the_committed_speed_table():
-    with open(os.path.join(ROOT, "docs", "export.md")) as f, \
-            open(os.path.join(ROOT, "results", "export", "speed", "speed_table.md")) as table:
+    folder = os.path.join(ROOT, "results", "export", "speed-deploy")
+    with open(os.path.join(ROOT, "docs", "export.md")) as f, open(os.path.join(folder, "speed_table.md")) as table:
         committed = table.read().strip()
-        assert committed in f.read(), "docs/export.md lacks results/export/speed/speed_table.md"
-    with open(os.path.join(ROOT, "results", "export", "speed", "speed.json")) as f:
+        assert committed in f.read(), "docs/export.md lacks results/export/speed-deploy/speed_table.md"
+    with open(os.path.join(folder, "speed.json")) as f:
         speed = SpeedResult.from_dict(json.load(f))
-    state = machine.read(os.path.join(ROOT, "results", "export", "speed"))
-    assert state is not None and not state.busy, "the committed speed figures come from a quiet machine"
+    state = machine.read(folder)
+    assert machine.quotable(folder), "the committed speed figures come from a quiet machine"
     assert format_speed_table(dataclasses.replace(speed, machine=state)).strip() == committed
 
 
