@@ -97,8 +97,8 @@ def test_a_round_is_its_seed_whatever_else_draws_from_pythons_random(mnist, monk
     import random
     import threading
 
-    arch = config.with_overrides(get_arch("siamese-prob-aug"), epochs=2)  # augmentation, BN, dropout
-    data = prepare_round(mnist, 100, 60, 0.0, 4)
+    arch = config.with_overrides(get_arch("siamese-prob-aug"), epochs=1)  # augmentation, BN, dropout
+    data = prepare_round(mnist, 60, 40, 0.0, 4)
     alone = training.train_round(training.RoundModel(arch), data, 4)[0]
 
     seed_keras = keras.utils.set_random_seed
@@ -176,6 +176,7 @@ def test_bad_flags_give_clear_errors(tmp_path):
     assert not (tmp_path / "v5").exists()
 
 
+@pytest.mark.slow  # a multi-device path (GPUs); a CPU split in two here, 17 s of the default run
 def test_mirrored_strategy_trains_on_two_replicas(tmp_path):
     code = """
 import sys, tensorflow as tf
