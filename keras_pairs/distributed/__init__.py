@@ -28,6 +28,7 @@ import platform
 import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -40,6 +41,7 @@ RETRIES = 1  # a job that raises is run once more (a passing fault on one machin
 # measurably change a worker's rounds, which stay ~15 % slower than serial ones: docs/distributed.md.)
 PROFILER = "distributed.worker.profile.enabled"
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # keras_pairs/
+SETTINGS = "settings.json"  # the store's settings, for a reader: the one file that is no job
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +169,6 @@ class JobStore:
         return done
 
 
-SETTINGS = "settings.json"
-
-
 @contextlib.contextmanager
 def kept_jobs(output: str, settings: dict, result_type: type, fresh: bool = False):
     """Yields the ``JobStore`` of the jobs of ``settings`` writing ``output``: ``.<name>.jobs-<hash>``
@@ -249,11 +248,8 @@ def placement(jobs: list[dict], group: Callable[[dict], Any] | None, workers: li
     only spares compiling one architecture on every worker. None without groups."""
     if group is None or not workers:
         return [None] * len(jobs)
-    sizes: dict[Any, int] = {}
-    for job in jobs:
-        sizes[group(job)] = sizes.get(group(job), 0) + 1
     load, where = dict.fromkeys(workers, 0), {}
-    for key, n in sorted(sizes.items(), key=lambda item: -item[1]):
+    for key, n in Counter(group(job) for job in jobs).most_common():
         where[key] = min(load, key=load.get)
         load[where[key]] += n
     return [[where[group(job)]] for job in jobs]
