@@ -1,63 +1,30 @@
 """What a round, a run, an export, a speed comparison and a grid search return: frozen dataclasses.
 
-A reader sees the fields, and a renamed field fails where it is used, not three modules later.
-One cattrs converter writes and reads them all from their type hints (cattrs: it handles plain frozen
-dataclasses as they are, with per-field overrides; pydantic would make every type a model). Two forms:
-
-- the files' (``to_dict`` / ``from_dict``): metrics.json, results.json, export.json, speed.json as
-  they have always been, so committed results and shipped models read and write byte for byte.
-  Fields that default to None are left out when None; a type's ``_file`` states where else its
-  files differ from its fields (key order, a renamed or omitted field), and results.json keeps
-  each architecture's histories apart from its rounds (``_write_arch_result``).
-- the lossless one (``dump`` / ``load``): every field of any project dataclass, for a job store.
-
-Reading refuses unknown keys, missing ones and values of the wrong type with a ValueError that says
-where. ``to_row`` gives a type's columns of rounds.csv or trials.csv. Nothing here imports
-TensorFlow: the server reads exports through this module.
+A reader sees the fields, and a renamed field fails where it is used, not three modules later. Each
+type states only what is its own: its fields, where its files differ from them (``_file``), its rows
+of rounds.csv or trials.csv (``to_row``). ``codec`` writes and reads them all: ``to_dict`` /
+``from_dict`` in the files' form, ``dump`` / ``load`` (re-exported here) losslessly for the job
+store. One file is more than its types' fields: results.json keeps each architecture's histories
+apart from its rounds (the end of this module). Nothing here imports TensorFlow: the server reads
+exports through this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from dataclasses import dataclass, field
 
-import cattrs
-import numpy as np
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
-
+from .codec import File, FileForm, file_hooks, register_file_hooks
+from .codec import dump, load  # noqa: F401 - callers write results.dump / results.load
 from .config import ArchConfig
 from .machine import MachineState
-
-
-@dataclass(frozen=True)
-class _Form:
-    """Where a type's file form is not simply its fields (the files came first)."""
-
-    order: tuple[str, ...] = ()  # the files' key order (field names), where it is not the fields'
-    omit: tuple[str, ...] = ()  # fields the file never holds
-    rename: dict = field(default_factory=dict)  # field -> key
-    absent: dict = field(default_factory=dict)  # key -> value, for keys that older files lack
-
-
-class _File:
-    """``to_dict`` / ``from_dict``: the type's JSON in the files (the module docstring)."""
-
-    _file = _Form()
-
-    def to_dict(self) -> dict:
-        return _FILES.unstructure(self)
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        return _read(_FILES, cls, d)
 
 
 # --- scores of one set of pairs -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Scores(_File):
+class Scores(File):
     """``metrics.score`` of one set of pairs."""
 
     pair_accuracy: float  # share of pairs whose decision a <= b is right
@@ -70,7 +37,7 @@ class Scores(_File):
 
 
 @dataclass(frozen=True)
-class Summary(_File):
+class Summary(File):
     """Mean, sample std (ddof=1; 0 for one value), min and max of a quantity over rounds."""
 
     mean: float
@@ -80,7 +47,7 @@ class Summary(_File):
 
 
 @dataclass(frozen=True)
-class RoundsSummary(_File):
+class RoundsSummary(File):
     """``metrics.summarise_rounds``: each test score, the seconds and the epochs over the rounds."""
 
     pair_accuracy: Summary
@@ -97,7 +64,7 @@ class RoundsSummary(_File):
 
 
 @dataclass(frozen=True)
-class Normalisation(_File):
+class Normalisation(File):
     """The mean and std of the fitted pairs' pixels: inputs are (x - mean) / std."""
 
     mean: float
@@ -105,7 +72,7 @@ class Normalisation(_File):
 
 
 @dataclass(frozen=True)
-class TeacherResult(_File):
+class TeacherResult(File):
     """A student's teacher, trained first in the same round: its architecture, seconds and scores."""
 
     arch: str
@@ -115,7 +82,7 @@ class TeacherResult(_File):
 
 
 @dataclass(frozen=True)
-class Round(_File):
+class Round(File):
     """One round of ``training.fit_round`` / ``train_round``."""
 
     seed: int  # the round's seed (pairs, split, initialisation, dropout, augmentation, shuffling)
@@ -132,13 +99,13 @@ class Round(_File):
     # Only in files written when every round scored the models with test-time views without them too.
     test_without_views: Scores | None = None
 
-    _file = _Form(order=("index", "seed", "seconds", "epochs_run", "normalisation", "teacher", "test_without_views",
+    _file = FileForm(order=("index", "seed", "seconds", "epochs_run", "normalisation", "teacher", "test_without_views",
                          "test", "validation"), omit=("history",), rename={"index": "round"})
 
     @classmethod
     def from_dict(cls, d: dict, history=()) -> "Round":
         """The round of a file's JSON, with its history read from elsewhere."""
-        return dataclasses.replace(_read(_FILES, cls, d), history=tuple(history))
+        return dataclasses.replace(super().from_dict(d), history=tuple(history))
 
     def to_row(self) -> dict:
         """The round's columns of rounds.csv (after "arch")."""
@@ -152,7 +119,7 @@ class Round(_File):
 
 
 @dataclass(frozen=True)
-class RunResult(_File):
+class RunResult(File):
     """What ``training.train_and_evaluate`` returns; its JSON is metrics.json."""
 
     arch: str
@@ -165,7 +132,7 @@ class RunResult(_File):
     selected_by: str  # how it was chosen
     run_dir: str | None = None  # the run folder, when one was written (not part of metrics.json)
 
-    _file = _Form(omit=("run_dir",))
+    _file = FileForm(omit=("run_dir",))
 
     @property
     def selected(self) -> Round:
@@ -178,14 +145,14 @@ class RunResult(_File):
     @classmethod
     def from_dict(cls, d: dict, run_dir: str | None = None) -> "RunResult":
         """metrics.json, with the folder it was read from."""
-        return dataclasses.replace(_read(_FILES, cls, d), run_dir=run_dir)
+        return dataclasses.replace(super().from_dict(d), run_dir=run_dir)
 
 
 # --- a reproduction: many architectures x rounds (results.json) -----------------------------------
 
 
 @dataclass(frozen=True)
-class ArchResult(_File):
+class ArchResult(File):
     """One architecture of ``experiments.run_experiments``: its entry of results.json."""
 
     arch: str  # arch ... reference: the architecture, as the registry states it
@@ -201,7 +168,7 @@ class ArchResult(_File):
     confusion: list | None = None  # digit confusion counts summed over the rounds (digit outputs only)
     comparator: list[dict] | None = None  # report B's comparator analysis, one per round (heads that have one)
 
-    _file = _Form(absent={"test_curves": ()})
+    _file = FileForm(absent={"test_curves": ()})
 
     @property
     def histories(self) -> list[list[dict]]:
@@ -209,7 +176,7 @@ class ArchResult(_File):
 
 
 @dataclass(frozen=True)
-class ExperimentsResult(_File):
+class ExperimentsResult(File):
     """What ``experiments.run_experiments`` returns; its JSON is results.json."""
 
     settings: dict  # the ``ExperimentConfig`` it ran
@@ -221,14 +188,14 @@ class ExperimentsResult(_File):
     machine: MachineState | None  # the machine while it ran (its seconds are quoted only from a quiet one)
     archs: dict[str, ArchResult]  # in the order they ran
 
-    _file = _Form(absent={"workers": 0, "scheduler": None, "machine": None})  # older files lack them
+    _file = FileForm(absent={"workers": 0, "scheduler": None, "machine": None})  # older files lack them
 
 
 # --- an export and the speed of exports ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Artifact(_File):
+class Artifact(File):
     """One exported artifact verified against the Keras model on the run's test pairs (``export.verify``)."""
 
     mode: str  # "keras", "saved_model", a TFLite mode ("float32", "int8", ...) or "web"
@@ -239,11 +206,11 @@ class Artifact(_File):
     latency_ms: float | None  # median ms of a single-pair call (None for the Keras model, not timed)
     digit_accuracy: float | None = None  # models with digit outputs
 
-    _file = _Form(order=("mode", "file", "bytes", "pair_accuracy", "digit_accuracy", "max_deviation", "latency_ms"))
+    _file = FileForm(order=("mode", "file", "bytes", "pair_accuracy", "digit_accuracy", "max_deviation", "latency_ms"))
 
 
 @dataclass(frozen=True)
-class ExportResult(_File):
+class ExportResult(File):
     """What ``export.export_run`` returns; its JSON is export.json."""
 
     run_dir: str  # the exported run folder
@@ -261,7 +228,7 @@ class ExportResult(_File):
     qat: dict | None = None
     export_dir: str | None = None  # where the artifacts are (only when an installer wrote it)
 
-    _file = _Form(order=("run_dir", "selected_because", "arch", "normalisation", "test_pairs", "multiply_adds_per_pair",
+    _file = FileForm(order=("run_dir", "selected_because", "arch", "normalisation", "test_pairs", "multiply_adds_per_pair",
                          "deployable", "pruning", "qat", "rows", "table", "notes", "signatures", "export_dir"))
 
     def row(self, mode: str) -> Artifact | None:
@@ -270,7 +237,7 @@ class ExportResult(_File):
 
 
 @dataclass(frozen=True)
-class SpeedRow(_File):
+class SpeedRow(File):
     """One architecture's exported int8 file timed by ``export.speed.compare_exports``."""
 
     arch: str
@@ -285,7 +252,7 @@ class SpeedRow(_File):
 
 
 @dataclass(frozen=True)
-class SpeedResult(_File):
+class SpeedResult(File):
     """``compare_exports``: the rows (ratios are to the last one) and how they were timed; its JSON
     is speed.json."""
 
@@ -296,7 +263,7 @@ class SpeedResult(_File):
     budget_multiply_adds: int
     machine: MachineState | None = None  # written to machine.json, not speed.json
 
-    _file = _Form(omit=("machine",))
+    _file = FileForm(omit=("machine",))
 
     @property
     def reference(self) -> SpeedRow:
@@ -338,93 +305,10 @@ class SearchResult:
         return dict(self.trials[0].values)
 
 
-# --- the converter -------------------------------------------------------------------------------
+# --- where a file holds more than the fields -------------------------------------------------------
 
 
-def dump(obj) -> dict | list:
-    """JSON-able data of a project dataclass (or a list, tuple or dict of them) with EVERY field,
-    ``Round.history`` included; tuples become lists, numpy scalars Python numbers."""
-    return _ALL.unstructure(obj)
-
-
-def load(cls, data):
-    """The ``cls`` (a dataclass, or a type such as ``list[Round]``) whose ``dump`` is ``data``.
-
-    Raises ValueError, saying where, when ``data`` does not fit ``cls``: a required key missing, a
-    key that is no field, a value of the wrong type. Absent keys of fields with defaults take them.
-    """
-    return _read(_ALL, cls, data)
-
-
-def _read(converter: cattrs.Converter, cls, data):
-    try:
-        return converter.structure(data, cls)
-    except (cattrs.BaseValidationError, cattrs.ForbiddenExtraKeysError, AttributeError, KeyError, TypeError,
-            ValueError) as err:
-        problems = cattrs.transform_error(err, format_exception=lambda e, _: _describe(e, converter))
-        problems.sort(key=lambda p: not p.startswith("unknown"))  # a misspelt key first, then what it left missing
-        raise ValueError(f"{getattr(cls, '__name__', cls)}: {'; '.join(problems)}") from None
-
-
-def _describe(err: BaseException, converter: cattrs.Converter) -> str:
-    if isinstance(err, cattrs.ForbiddenExtraKeysError):
-        form = _form(err.cl) if converter is _FILES else _Form()
-        known = [form.rename.get(f.name, f.name) for f in dataclasses.fields(err.cl) if f.name not in form.omit]
-        return f"unknown keys {sorted(err.extra_fields)}; known: {sorted(known)}"
-    if isinstance(err, (KeyError, AttributeError)):
-        return "required key missing" if isinstance(err, KeyError) else "expected a JSON object"
-    return str(err) or type(err).__name__
-
-
-def _form(cls) -> _Form:
-    return getattr(cls, "_file", _Form())
-
-
-def _exactly(*types):
-    """Takes a value of ``types`` as it is (an int stays an int in a float field, so a file reads and
-    writes the same bytes) and refuses any other, bool for a number included."""
-    def structure(value, cls):
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise TypeError(f"expected {cls.__name__}, got {type(value).__name__} {value!r}")
-        return value
-    return structure
-
-
-def _number(value):
-    return value.item() if isinstance(value, np.generic) else value
-
-
-_ALL = cattrs.Converter(forbid_extra_keys=True)  # the lossless form: every field, by its name
-for _type, _accepted in ((int, numbers.Integral), (float, numbers.Real), (bool, bool), (str, str), (dict, dict),
-                         (list, list)):
-    _ALL.register_structure_hook(_type, _exactly(_accepted))
-for _type in (int, float, bool):
-    _ALL.register_unstructure_hook(_type, _number)
-_ALL.register_unstructure_hook_func(lambda t: isinstance(t, type) and issubclass(t, np.generic), _number)
-
-_FILES = _ALL.copy()  # the files' form: each dataclass through its ``_file``
-
-
-def _file_hooks(cls):
-    """The unstructure and structure functions of ``cls``'s file form."""
-    form = _form(cls)
-    keys = {f: override(omit=True) for f in form.omit} | {f: override(rename=k) for f, k in form.rename.items()}
-    write = make_dict_unstructure_fn(cls, _FILES, _cattrs_omit_if_default=True, **keys)
-    read = make_dict_structure_fn(cls, _FILES, _cattrs_forbid_extra_keys=True, **keys)
-    order = [form.rename.get(f, f) for f in form.order]
-
-    def unstructure(obj) -> dict:
-        d = write(obj)
-        return {**{k: d[k] for k in order if k in d}, **d}
-    return unstructure, lambda d, _: read({**form.absent, **d} if isinstance(d, dict) else d, cls)
-
-
-_FILES.register_unstructure_hook_factory(dataclasses.is_dataclass, lambda cls: _file_hooks(cls)[0])
-_FILES.register_structure_hook_factory(dataclasses.is_dataclass, lambda cls: _file_hooks(cls)[1])
-# machine.py owns machine.json's form, which results.json's "machine" repeats.
-_FILES.register_unstructure_hook(MachineState, MachineState.to_dict)
-_FILES.register_structure_hook(MachineState, lambda d, _: MachineState.from_dict(d))
-_write_arch, _read_arch = _file_hooks(ArchResult)
+_write_arch, _read_arch = file_hooks(ArchResult)
 
 
 def _write_arch_result(a: ArchResult) -> dict:
@@ -434,13 +318,14 @@ def _write_arch_result(a: ArchResult) -> dict:
     return {**d, "histories": a.histories, **after}
 
 
-def _read_arch_result(d: dict, cls) -> ArchResult:
+def _read_arch_result(d: dict) -> ArchResult:
     d = dict(d)
     histories = d.pop("histories", None) or [()] * len(d.get("rounds", ()))
-    a = _read_arch(d, cls)
+    a = _read_arch(d)
     return dataclasses.replace(a, rounds=tuple(dataclasses.replace(r, history=tuple(h))
                                                for r, h in zip(a.rounds, histories, strict=True)))
 
 
-_FILES.register_unstructure_hook(ArchResult, _write_arch_result)
-_FILES.register_structure_hook(ArchResult, _read_arch_result)
+register_file_hooks(ArchResult, _write_arch_result, _read_arch_result)
+# machine.py owns machine.json's form, which results.json's "machine" repeats.
+register_file_hooks(MachineState, MachineState.to_dict, MachineState.from_dict)
