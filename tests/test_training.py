@@ -63,11 +63,11 @@ def test_same_seed_same_metrics(mnist):
 def test_the_fast_path_trains_exactly_what_a_fresh_model_trains(mnist):
     """Compiling once and re-initialising per round changes no weight: every round's history and
     scores equal those of a model built for that round."""
-    arch = config.with_overrides(get_arch("v6"), epochs=2)
+    arch = config.with_overrides(get_arch("v6"), epochs=1)
     rows = {}
     for reuse in (True, False):
         round_model = training.RoundModel(arch, reuse=reuse)
-        rows[reuse] = [training.train_round(round_model, prepare_round(mnist, 100, 60, 0.2, seed), seed)[0]
+        rows[reuse] = [training.train_round(round_model, prepare_round(mnist, 60, 40, 0.2, seed), seed)[0]
                        for seed in (0, 1)]
     for fast, fresh in zip(rows[True], rows[False]):
         assert fast.history == fresh.history and fast.test == fresh.test
@@ -99,7 +99,8 @@ def test_a_round_is_its_seed_whatever_else_draws_from_pythons_random(mnist, monk
 
     arch = config.with_overrides(get_arch("siamese-prob-aug"), epochs=1)  # augmentation, BN, dropout
     data = prepare_round(mnist, 60, 40, 0.0, 4)
-    alone = training.train_round(training.RoundModel(arch), data, 4)[0]
+    round_model = training.RoundModel(arch)  # compiled once, as the rounds of a run are
+    alone = training.train_round(round_model, data, 4)[0]
 
     seed_keras = keras.utils.set_random_seed
 
@@ -113,7 +114,7 @@ def test_a_round_is_its_seed_whatever_else_draws_from_pythons_random(mnist, monk
     random.seed(12345)
     drawer.start()
     try:
-        crowded = training.train_round(training.RoundModel(arch), data, 4)[0]
+        crowded = training.train_round(round_model, data, 4)[0]
     finally:
         stop.set()
         drawer.join()
@@ -161,6 +162,16 @@ def test_interrupted_run_leaves_the_previous_run_folder_intact(tmp_path, mnist, 
         training.train_and_evaluate(tiny(output=str(tmp_path), seed=9), mnist)
     assert model_file.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["v4"], "no half-written folder is left behind"
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(monkeypatch):
+    # In this process; a fresh one stopped by a real SIGINT mid-training is the slow run's (test_cli).
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train_and_evaluate", interrupted)
+    code, _, err = run_main("train.py", "--arch", "v4")
+    assert code == 130 and err.startswith("interrupted") and len(err.splitlines()) == 1, err[-2000:]
 
 
 def test_bad_flags_give_clear_errors(tmp_path):
