@@ -182,10 +182,11 @@ def test_without_dask_the_flags_say_what_to_install(monkeypatch, capsys):
 
 
 def test_the_serial_path_does_not_import_dask(tmp_path):
-    code = ("import sys; from keras_pairs.distributed import Cluster, run_jobs; from test_distributed import square;"
-            "print(run_jobs(square, [{'n': 3}], Cluster())[0].n, 'dask' in sys.modules, 'distributed' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], cwd=os.path.join(ROOT, "tests"), capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": ROOT})
+    code = ("import sys\nfrom keras_pairs.distributed import Cluster, run_jobs\n"
+            "def square(job):\n    return job['n'] ** 2\n"
+            "print(run_jobs(square, [{'n': 3}], Cluster())[0], 'dask' in sys.modules, 'distributed' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": ROOT})
     assert done.stdout.split() == ["9", "False", "False"], done.stderr[-2000:]
 
 

@@ -118,3 +118,35 @@ def test_cli_one_round(tmp_path):
     assert experiments.main(["--archs", "nope", "--output", out]) == 2
     assert experiments.main(["--archs", "v4", "--val-fraction", "1.5", "--output", out]) == 2
     assert experiments.main(["--archs", "v4", "--val-fraction", "0", "--patience", "3", "--output", out]) == 2
+
+
+def test_a_resumed_run_reruns_the_rounds_of_an_architecture_whose_config_changed(tmp_path, mnist, monkeypatch):
+    """Finished rounds are kept through an interruption, and used again only while every
+    architecture's config is the same: the store's key holds the full configs."""
+    import dataclasses
+
+    from keras_pairs import architectures
+
+    exp = ex.ExperimentConfig(archs=("v4",), rounds=2, epochs=1, protocol=Protocol(nb_train=40, nb_test=20),
+                              output=str(tmp_path / "out"), test_curves="none")
+    run_job, ran = ex.run_job, []
+
+    def counted(job, *args, stop_at=None, **kwargs):
+        if len(ran) == stop_at:
+            raise KeyboardInterrupt  # Ctrl-C as the second round starts
+        ran.append(job["round"])
+        return run_job(job, *args, **kwargs)
+
+    monkeypatch.setattr(ex, "run_job", lambda job, *a, **k: counted(job, *a, stop_at=1, **k))
+    with pytest.raises(KeyboardInterrupt):
+        ex.run_experiments(exp, mnist, progress=False)
+    assert ran == [0] and not os.path.exists(exp.output)
+    [old_store] = os.listdir(tmp_path)  # the finished round, kept beside the output
+    monkeypatch.setattr(ex, "run_job", counted)
+    changed = dataclasses.replace(architectures.get_arch("v4"), learning_rate=0.01)
+    with monkeypatch.context() as m:
+        m.setitem(architectures.ARCHITECTURES, "v4", changed)
+        doc = ex.run_experiments(exp, mnist, progress=False)
+    assert ran == [0, 0, 1], "the kept round was trained with the old config: it runs again"
+    assert doc.archs["v4"].config["learning_rate"] == 0.01
+    assert os.listdir(tmp_path) == ["out"], f"{old_store}: the old config's store is gone with the run written"

@@ -20,6 +20,7 @@ through ``results.load`` into the jobs' result type. Nothing in it is ever execu
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import logging
@@ -173,7 +174,8 @@ class JobStore:
 def kept_jobs(output: str, settings: dict, result_type: type, fresh: bool = False):
     """Yields the ``JobStore`` of the jobs of ``settings`` writing ``output``: ``.<name>.jobs-<hash>``
     beside it. Other settings, code or libraries get another store, so their jobs never mix;
-    ``fresh`` empties it first. Removed when the block (that writes the results) completes."""
+    ``fresh`` empties it first. When the block (that writes the results) completes, the stores of
+    ``output`` are removed, those left by interrupted runs with other settings too."""
     text = json.dumps(settings, sort_keys=True, default=str)
     key = hashlib.sha256(text.encode()).hexdigest()[:12]
     parent, name = os.path.split(os.path.abspath(output))
@@ -184,7 +186,8 @@ def kept_jobs(output: str, settings: dict, result_type: type, fresh: bool = Fals
     with open(os.path.join(store.folder, SETTINGS), "w") as f:
         f.write(text + "\n")
     yield store
-    shutil.rmtree(store.folder, ignore_errors=True)
+    for folder in glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.jobs-*")):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_jobs(fn: Callable, jobs: list[dict], cluster: Cluster, store: JobStore | None = None,
