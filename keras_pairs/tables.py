@@ -174,6 +174,14 @@ def cost_cells(row: SpeedRow, ref: SpeedRow) -> tuple[str, str]:
             f"{row.pairs_per_s:,.0f} (x{row.pairs_per_s / ref.pairs_per_s:.1f})")
 
 
+def float32_cell(row: SpeedRow) -> str:
+    """A timed model's float32 file's pairs/s, and which of its two files is the faster on the CPU
+    they were timed on (the one with the larger pairs/s, by how much)."""
+    ratio = row.pairs_per_s / row.float32_pairs_per_s
+    faster = f"int8 x{ratio:.2f}" if ratio >= 1 else f"float32 x{1 / ratio:.2f}"
+    return f"{row.float32_pairs_per_s:,.0f} ({faster} faster)"
+
+
 def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
     """The deployment table: per model timed in ``speed_dir`` (speed.json), its test pair accuracy
     over the rounds of the first of ``results_dirs`` that holds it (as a model or as a student's
@@ -196,8 +204,8 @@ def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
     state = machine.read(speed_dir)
     on = f", {state.cpu} ({', '.join(state.vector or ()) or 'vector extensions not recorded'})" if state else ""
     lines = ["| arch | test pair accuracy (%) | rounds | multiply-adds per pair | int8 size (KiB) "
-             f"| pairs/s, batch {speed.batch}, {speed.threads} threads{on} | results |",
-             "|---|---|---:|---:|---:|---:|---|"]
+             f"| pairs/s, batch {speed.batch}, {speed.threads} threads{on} | float32 file, same CPU | results |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in speed.rows:
         if r.arch not in rounds_of:
             raise UserError(f"{r.arch} has no rounds in {', '.join(results_dirs)}: name the results folder "
@@ -205,10 +213,11 @@ def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
         results_dir, rounds = rounds_of[r.arch]
         accuracy = pct(summarise([x["test_pair_accuracy"] for x in rounds]))
         multiply_adds, pairs_per_s = cost_cells(r, ref)
+        float32 = float32_cell(r) if r.float32_pairs_per_s else "–"
         if not quiet:
-            pairs_per_s = "–"
+            pairs_per_s = float32 = "–"
         lines.append(f"| {r.arch} | {accuracy} | {len(rounds)} | {multiply_adds} | {r.int8_bytes / 1024:.1f} "
-                     f"| {pairs_per_s} | `{results_dir}`, `{speed_dir}` |")
+                     f"| {pairs_per_s} | {float32} | `{results_dir}`, `{speed_dir}` |")
     return lines
 
 

@@ -162,8 +162,9 @@ def test_int8_files_are_timed_side_by_side(student_run, mnist):
     result = compare_exports(["v5", tiny.name], out, threads=2, batch=50, repeats=1)
     v5, student = result.rows
     assert v5.multiply_adds == cost.multiply_adds_per_pair("v5") < student.multiply_adds
-    assert all(r.pairs_per_s > 0 and r.ms_per_pair > 0 for r in (v5, student))
+    assert all(r.pairs_per_s > 0 and r.ms_per_pair > 0 and r.float32_pairs_per_s > 0 for r in (v5, student))
     table = format_speed_table(result)
-    assert "| v5 |" in table and f"| {tiny.name} |" in table
+    assert "| v5 |" in table and f"| {tiny.name} |" in table and "float32 pairs/s" in table
+    assert table.count(" faster) |") == 2  # each row says which of its two files is the faster here
     with pytest.raises(runs.RunError, match="python train.py --arch v4"):
         compare_exports(["v4"], out)

@@ -394,3 +394,13 @@ def test_best_model_exports_with_its_test_time_views(exported_tta, mnist):
     np.testing.assert_allclose(model.predict(x, verbose=0)["digit_a"], expected, atol=1e-5)
     sm_row = exported_tta.rows[1]
     assert sm_row.max_deviation < 1e-4
+
+
+def test_speed_without_a_float32_file_says_how_to_export_it(exported, tmp_path):
+    from keras_pairs.export.speed import compare_exports
+
+    run_dir = _copy_run(exported, tmp_path)
+    os.remove(os.path.join(run_dir, "export", exported.row("float32").file))  # as in a run shipped with int8 only
+    with pytest.raises(runs.RunError, match=r"has no float32 file; run `python export.py --models-dir .* --arch v5 "
+                                            r"--tflite --modes float32,int8`"):
+        compare_exports(["v5"], os.path.dirname(run_dir))

@@ -13,6 +13,6 @@ COMMANDS = {
     "export": "export a trained run: SavedModel and verified TFLite files",
     "predict": "is digit A <= digit B? two pictures through a trained model",
     "serve": "the page and TF Serving's REST API",
-    "speed": "time exported int8 files side by side",
+    "speed": "time exported int8 files side by side, each beside its float32 file",
     "plot": "draw the figures of an experiments results folder again",
 }

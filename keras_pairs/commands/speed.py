@@ -1,10 +1,12 @@
-"""What exported models cost to run: their int8 files timed side by side through ai-edge-litert.
+"""What exported models cost to run: their int8 files timed side by side through ai-edge-litert,
+each beside its float32 file.
 
     python -m keras_pairs speed siamese-prob-distilled siamese-prob-aug-tta-x2
     python -m keras_pairs speed siamese-prob-distilled siamese-prob-aug-tta-x2 --output results/export/speed
 
 Each architecture's exported run (``export.py --tflite``) gives its multiply-adds per pair, int8
-size and accuracy, pairs/s and ms per pair; ratios are to the last one. The machine's state is
+size and accuracy, pairs/s and ms per pair (ratios are to the last one), and its float32 file's
+pairs/s: which of the two is faster on this CPU. The machine's state is
 recorded with the figures (machine.json). Flags only: the work is done by
 keras_pairs.export.speed.compare_exports.
 """
