@@ -218,12 +218,14 @@ class ExportResult(File):
     arch: str
     normalisation: Normalisation  # the run's input statistics, built into the artifacts
     test_pairs: int  # every artifact was verified on them
-    multiply_adds_per_pair: int  # ``cost.multiply_adds_per_pair``
-    deployable: bool  # within the deployment budget (``cost.deploy_budget``)
     rows: tuple[Artifact, ...]  # one per artifact, in the order they were made
     table: str  # the rows as markdown
     notes: tuple[str, ...]  # what the quantization did, and modes skipped
     signatures: dict  # the SavedModel's signatures in words
+    # ``cost.multiply_adds_per_pair``, and whether that is within ``cost.deploy_budget`` (None in
+    # exports written before they were counted: such an export is never served as the deployable one)
+    multiply_adds_per_pair: int | None = None
+    deployable: bool | None = None
     pruning: dict | None = None  # pruning / qat: the fine-tunings' records, when they ran
     qat: dict | None = None
     export_dir: str | None = None  # where the artifacts are (only when an installer wrote it)

@@ -91,6 +91,14 @@ def test_the_shipped_run_and_its_export_read_and_write_the_same_bytes():
     assert ExportResult.from_dict(json.loads(text)).row("keras").pair_accuracy > 0.98
 
 
+@pytest.mark.parametrize("arch", ["v5", "siamese-prob-aug-tta-x2"])
+def test_an_export_from_before_its_cost_was_counted_reads_as_not_deployable(arch):
+    exported, text, written = _read_and_written(ExportResult, os.path.join(ROOT, "results", "export", arch,
+                                                                           "export.json"))
+    assert exported.multiply_adds_per_pair is None and exported.deployable is None
+    assert written == text
+
+
 @pytest.mark.parametrize("folder", ["speed", "speed-deploy"])
 def test_the_committed_speed_figures_read_and_write_the_same_bytes(folder):
     result, text, written = _read_and_written(SpeedResult, os.path.join(ROOT, "results", "export", folder, "speed.json"))

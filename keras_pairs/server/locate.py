@@ -96,7 +96,7 @@ def _existing(api: Path, web: Path, export: ExportResult | None) -> ModelFiles:
 def _is_deployable(export_dir: Path) -> bool:
     try:
         export = _read_export(export_dir)
-        return export is not None and export.deployable
+        return export is not None and bool(export.deployable)  # None: written before it was counted
     except ModelNotFound:  # an unreadable export elsewhere does not stop the default search
         return False
 
