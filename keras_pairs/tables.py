@@ -176,7 +176,9 @@ def cost_cells(row: SpeedRow, ref: SpeedRow) -> tuple[str, str]:
 
 def float32_cell(row: SpeedRow) -> str:
     """A timed model's float32 file's pairs/s, and which of its two files is the faster on the CPU
-    they were timed on (the one with the larger pairs/s, by how much)."""
+    they were timed on (the one with the larger pairs/s, by how much); "–" where it was not timed."""
+    if not row.float32_pairs_per_s:
+        return "–"
     ratio = row.pairs_per_s / row.float32_pairs_per_s
     faster = f"int8 x{ratio:.2f}" if ratio >= 1 else f"float32 x{1 / ratio:.2f}"
     return f"{row.float32_pairs_per_s:,.0f} ({faster} faster)"
@@ -213,7 +215,7 @@ def deployment_rows(speed_dir: str, results_dirs: list[str]) -> list[str]:
         results_dir, rounds = rounds_of[r.arch]
         accuracy = pct(summarise([x["test_pair_accuracy"] for x in rounds]))
         multiply_adds, pairs_per_s = cost_cells(r, ref)
-        float32 = float32_cell(r) if r.float32_pairs_per_s else "–"
+        float32 = float32_cell(r)
         if not quiet:
             pairs_per_s = float32 = "–"
         lines.append(f"| {r.arch} | {accuracy} | {len(rounds)} | {multiply_adds} | {r.int8_bytes / 1024:.1f} "

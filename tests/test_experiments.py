@@ -129,20 +129,20 @@ def test_a_resumed_run_reruns_the_rounds_of_an_architecture_whose_config_changed
 
     exp = ex.ExperimentConfig(archs=("v4",), rounds=2, epochs=1, protocol=Protocol(nb_train=40, nb_test=20),
                               output=str(tmp_path / "out"), test_curves="none")
-    run_job, ran = ex.run_job, []
+    run_job, ran, interrupt = ex.run_job, [], [True]
 
-    def counted(job, *args, stop_at=None, **kwargs):
-        if len(ran) == stop_at:
+    def counted(job, *args, **kwargs):
+        if interrupt[0] and len(ran) == 1:
             raise KeyboardInterrupt  # Ctrl-C as the second round starts
         ran.append(job["round"])
         return run_job(job, *args, **kwargs)
 
-    monkeypatch.setattr(ex, "run_job", lambda job, *a, **k: counted(job, *a, stop_at=1, **k))
+    monkeypatch.setattr(ex, "run_job", counted)
     with pytest.raises(KeyboardInterrupt):
         ex.run_experiments(exp, mnist, progress=False)
     assert ran == [0] and not os.path.exists(exp.output)
     [old_store] = os.listdir(tmp_path)  # the finished round, kept beside the output
-    monkeypatch.setattr(ex, "run_job", counted)
+    interrupt[0] = False
     changed = dataclasses.replace(architectures.get_arch("v4"), learning_rate=0.01)
     with monkeypatch.context() as m:
         m.setitem(architectures.ARCHITECTURES, "v4", changed)
